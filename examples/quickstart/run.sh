@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Starts the quickstart: the demo upstream and Gatehouse with the embedded
+# SQLite store. Run from the repository root (make run does).
+set -euo pipefail
+cd "$(dirname "$0")"
+mkdir -p data
+chmod 700 data
+if [ ! -s data/admin.token ]; then
+  # 32 random bytes, base64url: the bootstrap admin token.
+  umask 077
+  head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > data/admin.token
+fi
+../../bin/demo-upstream -addr 127.0.0.1:9000 &
+upstream=$!
+trap 'kill $upstream 2>/dev/null || true' EXIT INT TERM
+echo "admin token: examples/quickstart/data/admin.token"
+../../bin/gatehouse serve --config gatehouse.yaml

@@ -1,0 +1,163 @@
+// Package admin serves the admin listener: health, readiness, metrics, and
+// the token-protected admin API.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/gateway"
+	"github.com/gatehouse/gatehouse/internal/metrics"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Server is the admin HTTP handler.
+type Server struct {
+	mux     *http.ServeMux
+	metrics *metrics.Metrics
+	store   store.Store
+	ready   func() bool
+	reload  func(ctx context.Context) error
+	// tokenHash is the SHA-256 of the bootstrap token (nil: admin API off).
+	tokenHash atomic.Pointer[[32]byte]
+}
+
+// Options wires the admin server to the rest of the process.
+type Options struct {
+	Metrics *metrics.Metrics
+	Store   store.Store
+	// Ready reports whether config and store are loaded.
+	Ready func() bool
+	// Reload re-reads the config (POST /v1/reload).
+	Reload func(ctx context.Context) error
+}
+
+// New builds the admin handler.
+func New(o Options) *Server {
+	s := &Server{mux: http.NewServeMux(), metrics: o.Metrics, store: o.Store, ready: o.Ready, reload: o.Reload}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", o.Metrics.Handler())
+	s.mux.Handle("GET /v1/apis", s.authorized(http.HandlerFunc(s.listAPIs)))
+	s.mux.Handle("POST /v1/reload", s.authorized(http.HandlerFunc(s.postReload)))
+	s.mux.Handle("/", s.authorized(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gateway.WriteProblem(w, gateway.ProbNotFound, "No such admin endpoint.", "")
+	})))
+	return s
+}
+
+// SetToken sets the bootstrap admin token; empty disables the admin API.
+func (s *Server) SetToken(token string) {
+	if token == "" {
+		s.tokenHash.Store(nil)
+		return
+	}
+	h := sha256.Sum256([]byte(token))
+	s.tokenHash.Store(&h)
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(w, r)
+}
+
+var (
+	probUnauthorized = gateway.Problem{Type: gateway.ProblemBase + "admin-unauthorized", Title: "Admin token required", Status: http.StatusUnauthorized}
+	probDisabled     = gateway.Problem{Type: gateway.ProblemBase + "admin-disabled", Title: "Admin API disabled", Status: http.StatusForbidden}
+)
+
+// authorized requires "Authorization: Bearer <admin token>". Both sides are
+// hashed first so the comparison is constant-time and length-independent.
+func (s *Server) authorized(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := s.tokenHash.Load()
+		if want == nil {
+			gateway.WriteProblem(w, probDisabled, "Set admin.token or admin.token_file to enable the admin API.", "")
+			return
+		}
+		auth := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(auth, "Bearer ")
+		got := sha256.Sum256([]byte(tok))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse-admin"`)
+			gateway.WriteProblem(w, probUnauthorized, "Send the admin token as Authorization: Bearer <token>.", "")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.ready == nil || !s.ready() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+type apiJSON struct {
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	Owner       string `json:"owner_team,omitempty"`
+	Contact     string `json:"owner_contact,omitempty"`
+	Exposure    string `json:"exposure"`
+	Sensitivity string `json:"sensitivity"`
+	Lifecycle   string `json:"lifecycle"`
+	ReviewedOn  string `json:"reviewed_on,omitempty"`
+	ReviewedBy  string `json:"reviewed_by,omitempty"`
+	Host        string `json:"host,omitempty"`
+	BasePath    string `json:"base_path"`
+	SpecDigest  string `json:"spec_sha256"`
+	Operations  int    `json:"operations"`
+}
+
+func (s *Server) listAPIs(w http.ResponseWriter, r *http.Request) {
+	recs, err := s.store.ListAPIs(r.Context())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		gateway.WriteProblem(w, gateway.ProbUnavailable, "The store is unavailable.", "")
+		return
+	}
+	out := make([]apiJSON, 0, len(recs))
+	for _, a := range recs {
+		// The upstream address is internal topology: not listed here.
+		out = append(out, apiJSON{a.Name, a.Version, a.OwnerTeam, a.OwnerContact, a.Exposure, a.Sensitivity,
+			a.Lifecycle, a.ReviewedOn, a.ReviewedBy, a.Host, a.BasePath, a.SpecDigest, a.Operations})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"apis": out})
+}
+
+func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
+	if err := s.reload(r.Context()); err != nil {
+		// Config problems name files and lines the operator owns; the
+		// caller is an authenticated admin, so they may see them.
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"status": "rejected", "problems": strings.Split(err.Error(), "\n")})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,155 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/devcert"
+	"github.com/gatehouse/gatehouse/internal/registry"
+	"github.com/gatehouse/gatehouse/internal/route"
+)
+
+// Runtime is one compiled configuration: everything a request needs, built
+// once at load. It is immutable once published; a reload builds a new one
+// and swaps it in atomically, while requests in flight finish on the old.
+type Runtime struct {
+	Config   *config.Config
+	Registry *registry.Registry
+	Warnings config.Problems
+
+	table     *route.Table
+	normalize route.NormalizeOptions
+	trusted   TrustedProxies
+	maxHeader int
+	maxBody   int64
+	cert      *tls.Certificate
+	transport *http.Transport
+}
+
+// Operation is one routable operation with what the pipeline needs for it.
+type Operation struct {
+	API      *registry.API
+	ID       string
+	Method   string
+	Template string // full path template including base path
+	series   operationSeries
+	upstream *upstream
+}
+
+// upstream is one API's backend.
+type upstream struct {
+	api    string
+	target *url.URL
+	strip  string // base path to remove before forwarding, or ""
+	proxy  *httputil.ReverseProxy
+}
+
+// Compile builds a Runtime from a loaded config: parses every OpenAPI spec,
+// builds the route table, loads the certificate and prepares the proxies.
+// All problems are reported together, with file and line.
+func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
+	cfg := l.Config
+	rep := &config.Reporter{Src: l.Sources, Problems: append(config.Problems(nil), l.Warnings...)}
+	rt := &Runtime{
+		Config:    cfg,
+		Registry:  &registry.Registry{},
+		normalize: route.NormalizeOptions{AllowEncodedSlash: cfg.Paths.AllowEncodedSlash},
+		maxHeader: cfg.Limits.MaxHeaderBytes,
+		maxBody:   cfg.Limits.MaxBodyBytes,
+	}
+	for i, s := range cfg.Listen.TrustedProxies {
+		p, err := config.ParsePrefix(s)
+		if err != nil {
+			rep.Errorf(fmt.Sprintf("/listen/trusted_proxies/%d", i), "%v", err)
+			continue
+		}
+		rt.trusted = append(rt.trusted, p)
+	}
+
+	cert, err := loadCertificate(cfg.Listen.TLS)
+	if err != nil {
+		rep.Errorf("/listen/tls", "%v", err)
+	}
+	rt.cert = cert
+	rt.transport = g.transportFor(cfg.Limits)
+
+	var routes []route.Route
+	routeAPI := map[string]int{} // template key -> api index, to name both sides of a conflict
+	for i := range cfg.APIs {
+		ac := cfg.APIs[i]
+		ptr := fmt.Sprintf("/apis/%d", i)
+		spec, err := registry.LoadSpec(ac.Spec)
+		if err != nil {
+			var ses registry.SpecErrors
+			if errors.As(err, &ses) {
+				for _, se := range ses {
+					rep.AtFile(se.File, se.Line, ptr+"/spec", "%s", se.Msg)
+				}
+			} else {
+				rep.Errorf(ptr+"/spec", "%v", err)
+			}
+			continue
+		}
+		api := &registry.API{Config: ac, Spec: spec}
+		rt.Registry.APIs = append(rt.Registry.APIs, api)
+		if ac.Lifecycle == "retired" {
+			// A retired API stays in the inventory but has no routes: it is
+			// unreachable, not merely discouraged.
+			continue
+		}
+		target, _ := url.Parse(ac.Upstream) // validated at load
+		up := g.newUpstream(rt, ac, target)
+		for _, o := range spec.Operations {
+			full := joinTemplate(ac.Route.BasePath, o.Path)
+			op := &Operation{
+				API: api, ID: o.ID, Method: o.Method, Template: full,
+				series: g.seriesFor(ac.Name, o.ID), upstream: up,
+			}
+			key := ac.Route.Host + " " + o.Method + " " + full
+			if j, dup := routeAPI[key]; dup && j != i {
+				rep.Errorf(ptr+"/route", "operation %s %s of API %s overlaps API %s (declared at /apis/%d)", o.Method, full, ac.Name, cfg.APIs[j].Name, j)
+			}
+			routeAPI[key] = i
+			routes = append(routes, route.Route{Host: ac.Route.Host, Method: o.Method, Path: full, Handler: op})
+		}
+	}
+	if err := rep.Err(); err != nil {
+		return nil, err
+	}
+	table, err := route.Compile(routes)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			rep.Errorf("/apis", "%s", line)
+		}
+		return nil, rep.Problems
+	}
+	rt.table = table
+	rt.Warnings = rep.Problems.Warnings()
+	return rt, nil
+}
+
+func joinTemplate(base, p string) string {
+	if base == "/" || base == "" {
+		return p
+	}
+	return base + p
+}
+
+func loadCertificate(t config.TLS) (*tls.Certificate, error) {
+	if t.DevCert {
+		if err := devcert.Ensure(t.Cert, t.Key); err != nil {
+			return nil, fmt.Errorf("generate development certificate: %w", err)
+		}
+	}
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate %s: %w", t.Cert, err)
+	}
+	return &cert, nil
+}

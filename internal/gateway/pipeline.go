@@ -1,0 +1,285 @@
+// Package gateway is the data plane: it compiles a config into a Runtime and
+// runs every request through the pipeline below, top to bottom.
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/metrics"
+	"github.com/gatehouse/gatehouse/internal/route"
+)
+
+// Gateway serves the data plane from the current Runtime.
+type Gateway struct {
+	runtime atomic.Pointer[Runtime]
+	metrics *metrics.Metrics
+	log     *slog.Logger
+
+	mu         sync.Mutex
+	transports map[transportKey]*http.Transport
+	series     map[string]*metrics.OperationSeries
+}
+
+// New returns a Gateway with no runtime; Swap one in before serving.
+func New(m *metrics.Metrics, log *slog.Logger) *Gateway {
+	return &Gateway{
+		metrics:    m,
+		log:        log,
+		transports: map[transportKey]*http.Transport{},
+		series:     map[string]*metrics.OperationSeries{},
+	}
+}
+
+// Swap publishes rt; requests already running keep the Runtime they started
+// with. It returns the previous Runtime (nil on first use).
+func (g *Gateway) Swap(rt *Runtime) *Runtime { return g.runtime.Swap(rt) }
+
+// Runtime returns the Runtime currently serving.
+func (g *Gateway) Runtime() *Runtime { return g.runtime.Load() }
+
+// call is the per-request state the stages share. It is pooled.
+type call struct {
+	requestID    string
+	clientIP     string
+	forwardedFor string
+	path         string // normalised escaped path
+	api          string
+	operation    string
+	status       int
+	denyStage    string
+	denyReason   string
+	upstreamErr  string // failure kind when the upstream could not answer
+	params       route.Params
+}
+
+type callKey struct{}
+
+func callFrom(ctx context.Context) *call {
+	if c, ok := ctx.Value(callKey{}).(*call); ok {
+		return c
+	}
+	return &call{}
+}
+
+var callPool = sync.Pool{New: func() any { return new(call) }}
+
+// ServeHTTP runs the pipeline:
+//
+//	listener → route → [waf → authn → revoked → authz → limit → validate] → proxy → [filter → audit]
+//
+// The bracketed stages arrive with later features; each one that says no
+// ends the request with a problem response naming its stage and reason.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rt := g.runtime.Load()
+	c := callPool.Get().(*call)
+	*c = call{}
+	sw := statusWriterPool.Get().(*statusWriter)
+	sw.ResponseWriter, sw.status, sw.wrote = w, 0, false
+	g.metrics.InFlight.Inc()
+	var op *Operation
+	defer func() {
+		g.metrics.InFlight.Dec()
+		g.record(c, op, sw, start)
+		sw.ResponseWriter = nil
+		statusWriterPool.Put(sw)
+		callPool.Put(c)
+	}()
+
+	// 1. listener: request ID, client IP, size limits, spoofable headers.
+	c.requestID = r.Header.Get("X-Request-Id")
+	if !validRequestID(c.requestID) {
+		c.requestID = newRequestID()
+	}
+	w.Header()["X-Request-Id"] = []string{c.requestID}
+	if rt == nil {
+		g.deny(sw, c, ProbUnavailable, "listener", "not_ready", "The gateway is starting.")
+		return
+	}
+	if headerBytes(r) > rt.maxHeader {
+		g.deny(sw, c, ProbHeaderTooLarge, "listener", "header_too_large", "Request headers exceed the size this gateway accepts.")
+		return
+	}
+	if r.ContentLength > rt.maxBody {
+		g.deny(sw, c, ProbBodyTooLarge, "listener", "body_too_large", "The request body exceeds the size this API accepts.")
+		return
+	}
+	peer := rt.trusted.ClientIP(r.RemoteAddr, r.Header["X-Forwarded-For"])
+	c.clientIP = peer.String()
+	c.forwardedFor = forwardedFor(rt.trusted, r, c.clientIP)
+	stripIdentityHeaders(r.Header)
+
+	// 2. route: normalise once, then match host + method + path template.
+	raw, ok := rawPath(r)
+	if !ok {
+		g.deny(sw, c, ProbBadPath, "route", "bad_path", "The request target is not a path.")
+		return
+	}
+	path, err := route.Normalize(raw, rt.normalize)
+	if err != nil {
+		g.deny(sw, c, ProbBadPath, "route", "bad_path", err.Error())
+		return
+	}
+	c.path = path
+	res := rt.table.Match(r.Host, r.Method, path, &c.params)
+	switch res.Status {
+	case route.NotFound:
+		g.deny(sw, c, ProbNotFound, "route", "not_found", "")
+		return
+	case route.MethodNotAllowed:
+		sw.Header()["Allow"] = []string{res.Allow}
+		g.deny(sw, c, ProbMethodNotAllowed, "route", "method_not_allowed", "Allowed methods: "+res.Allow+".")
+		return
+	}
+	op = res.Handler.(*Operation)
+	c.api, c.operation = op.API.Config.Name, op.ID
+
+	// 9. proxy: the body is bounded while it streams to the upstream.
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(sw, r.Body, rt.maxBody)
+	}
+	op.upstream.proxy.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+}
+
+// deny ends the request with a problem and records the stage and reason.
+func (g *Gateway) deny(w http.ResponseWriter, c *call, p Problem, stage, reason, detail string) {
+	c.denyStage, c.denyReason = stage, reason
+	WriteProblem(w, p, detail, c.requestID)
+}
+
+func (g *Gateway) record(c *call, op *Operation, sw *statusWriter, start time.Time) {
+	status := sw.status
+	if c.status != 0 {
+		status = c.status
+	}
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if c.denyStage != "" {
+		g.metrics.Denials.WithLabelValues(c.denyStage, c.denyReason).Inc()
+		g.metrics.Requests.WithLabelValues(c.api, c.operation, metrics.StatusClass(status), metrics.DecisionDeny).Inc()
+		if g.log.Enabled(context.Background(), slog.LevelDebug) {
+			g.log.Debug("request denied", "request_id", c.requestID, "stage", c.denyStage, "reason", c.denyReason, "status", status)
+		}
+		return
+	}
+	if op == nil {
+		return
+	}
+	if c.upstreamErr != "" {
+		g.metrics.Requests.WithLabelValues(c.api, c.operation, metrics.StatusClass(status), metrics.DecisionError).Inc()
+	} else {
+		op.series.CountAllowed(status)
+	}
+	op.series.Latency.Observe(time.Since(start).Seconds())
+}
+
+// rawPath returns the request target's path exactly as the client sent it.
+func rawPath(r *http.Request) (string, bool) {
+	uri := r.RequestURI
+	if strings.HasPrefix(uri, "/") {
+		if i := strings.IndexByte(uri, '?'); i >= 0 {
+			uri = uri[:i]
+		}
+		return uri, true
+	}
+	if uri == "*" || r.URL == nil {
+		return "", false
+	}
+	// absolute-form (RFC 9112 §3.2.2): the URL parser kept the raw path.
+	p := r.URL.EscapedPath()
+	if p == "" {
+		p = "/"
+	}
+	return p, true
+}
+
+// headerBytes approximates the wire size of the request head.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + 12
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// identityHeaderPrefixes are headers only the gateway may set: the upstream
+// trusts them, so a client-sent copy is an impersonation attempt.
+var identityHeaderPrefixes = []string{"X-Gatehouse-", "X-Consumer-", "X-Partner-", "X-Credential-", "X-Authenticated-"}
+
+// spoofableHeaders are dropped from every inbound request. X-Original-URL
+// and X-Rewrite-URL make some frameworks route by header instead of path,
+// which would bypass the gateway's routing and policy.
+var spoofableHeaders = []string{
+	"X-Real-Ip", "X-Client-Ip", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Original-Url", "X-Rewrite-Url", "X-Original-Forwarded-For",
+	"True-Client-Ip", "Cf-Connecting-Ip", "X-Cluster-Client-Ip", "X-Scope", "X-User-Id", "X-Userinfo",
+}
+
+func stripIdentityHeaders(h http.Header) {
+	for _, k := range spoofableHeaders {
+		delete(h, k)
+	}
+	for k := range h {
+		for _, p := range identityHeaderPrefixes {
+			if strings.HasPrefix(k, p) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
+// forwardedFor is the X-Forwarded-For sent upstream. From a trusted proxy
+// the chain it sent is kept and the proxy appended, as every proxy does;
+// from anyone else only the peer's own address goes on, so a client cannot
+// plant entries the upstream might believe.
+func forwardedFor(t TrustedProxies, r *http.Request, clientIP string) string {
+	peer := parseRemote(r.RemoteAddr)
+	xff := r.Header["X-Forwarded-For"]
+	if len(t) == 0 || !peer.IsValid() || !t.contains(peer) || len(xff) == 0 {
+		return clientIP
+	}
+	return strings.Join(xff, ", ") + ", " + peer.String()
+}
+
+// statusWriter records the status code for metrics. Unwrap lets
+// http.ResponseController reach the real writer (flush, deadlines).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+var statusWriterPool = sync.Pool{New: func() any { return new(statusWriter) }}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote && code >= 200 {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if !s.wrote {
+		s.status, s.wrote = http.StatusOK, true
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Flush keeps streaming responses streaming.
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

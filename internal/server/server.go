@@ -1,0 +1,345 @@
+// Package server runs a whole Gatehouse process: it loads the config, opens
+// the store, starts the data-plane and admin listeners, and reloads the
+// config on SIGHUP or file change, keeping the old one when the new is bad.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/admin"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/gateway"
+	"github.com/gatehouse/gatehouse/internal/metrics"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/postgres"
+	"github.com/gatehouse/gatehouse/internal/store/sqlite"
+)
+
+// Options configure a server.
+type Options struct {
+	ConfigPath string
+	Version    string
+	Logger     *slog.Logger
+	// Env resolves ${VAR} in the config; os.LookupEnv when nil.
+	Env config.LookupEnv
+	// Watch enables reload on config file change (SIGHUP is handled by the
+	// caller through Reload).
+	Watch bool
+}
+
+// Server is a running Gatehouse.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	gw      *gateway.Gateway
+	admin   *admin.Server
+	store   store.Store
+	ready   atomic.Bool
+
+	reloadMu sync.Mutex
+	startCfg *config.Config
+
+	https, plain, adminSrv *http.Server
+	httpsLn, plainLn       net.Listener
+	adminLn                net.Listener
+	watcher                *watcher
+	done                   chan struct{}
+	errc                   chan error
+}
+
+// Start loads the config and starts every listener. It returns once the
+// server is ready, or with the config's problems if it is not valid.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Server{opts: o, log: o.Logger, done: make(chan struct{}), errc: make(chan error, 3)}
+	s.metrics = metrics.New(o.Version)
+	s.gw = gateway.New(s.metrics, s.log)
+
+	loaded, err := config.Load(o.ConfigPath, o.Env)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := s.gw.Compile(loaded)
+	if err != nil {
+		return nil, err
+	}
+	cfg := rt.Config
+	s.startCfg = cfg
+
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	s.store, err = openStore(sctx, cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	s.admin = admin.New(admin.Options{Metrics: s.metrics, Store: s.store, Ready: s.ready.Load, Reload: s.Reload})
+	tok, err := adminToken(cfg.Admin)
+	if err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	s.admin.SetToken(tok)
+	s.apply(ctx, rt)
+
+	if err := s.listen(cfg); err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	if o.Watch {
+		s.watcher, err = newWatcher(s.log, func() { _ = s.Reload(context.Background()) })
+		if err != nil {
+			s.log.Warn("config file watching unavailable; reload with SIGHUP", "error", err.Error())
+		} else {
+			s.watcher.set(watchedFiles(rt))
+		}
+	}
+	s.ready.Store(true)
+	s.log.Info("gatehouse ready", "https", s.HTTPSAddr(), "admin", s.AdminAddr(), "apis", len(rt.Registry.APIs), "version", o.Version)
+	return s, nil
+}
+
+func openStore(ctx context.Context, c config.Store) (store.Store, error) {
+	if c.Postgres != "" {
+		st, err := postgres.Open(ctx, c.Postgres)
+		if err != nil {
+			return nil, fmt.Errorf("open PostgreSQL store: %w", err)
+		}
+		return st, nil
+	}
+	st, err := sqlite.Open(ctx, c.SQLite)
+	if err != nil {
+		return nil, fmt.Errorf("open SQLite store %s: %w", c.SQLite, err)
+	}
+	return st, nil
+}
+
+func adminToken(a config.Admin) (string, error) {
+	if a.TokenFile != "" {
+		b, err := os.ReadFile(a.TokenFile)
+		if err != nil {
+			return "", fmt.Errorf("read admin token file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if len(tok) < 16 {
+			return "", fmt.Errorf("admin token in %s is too short: use at least 16 random characters", a.TokenFile)
+		}
+		return tok, nil
+	}
+	return a.Token, nil
+}
+
+func (s *Server) listen(cfg *config.Config) error {
+	var err error
+	s.httpsLn, err = net.Listen("tcp", cfg.Listen.HTTPS)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen.HTTPS, err)
+	}
+	s.https = gateway.NewServer(s.gw, cfg.Limits)
+	s.https.TLSConfig = s.gw.TLSConfig(cfg.Listen.TLS.MinVersion)
+	s.https.ErrorLog = slogLogger(s.log)
+	go s.serve(s.https, s.httpsLn, true)
+
+	if cfg.Listen.HTTP != "" {
+		s.plainLn, err = net.Listen("tcp", cfg.Listen.HTTP)
+		if err != nil {
+			s.httpsLn.Close()
+			return fmt.Errorf("listen on %s: %w", cfg.Listen.HTTP, err)
+		}
+		var h http.Handler = gateway.RedirectToHTTPS(s.httpsLn.Addr().String())
+		if cfg.Listen.AllowPlaintext {
+			h = s.gw
+		}
+		s.plain = gateway.NewServer(h, cfg.Limits)
+		s.plain.ErrorLog = slogLogger(s.log)
+		go s.serve(s.plain, s.plainLn, false)
+	}
+
+	s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		s.httpsLn.Close()
+		if s.plainLn != nil {
+			s.plainLn.Close()
+		}
+		return fmt.Errorf("listen on %s: %w", cfg.Admin.Listen, err)
+	}
+	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10, ErrorLog: slogLogger(s.log)}
+	go s.serve(s.adminSrv, s.adminLn, false)
+	return nil
+}
+
+func (s *Server) serve(srv *http.Server, ln net.Listener, useTLS bool) {
+	var err error
+	if useTLS {
+		// ServeTLS adds HTTP/2 to the ALPN list; the certificate comes from
+		// TLSConfig.GetCertificate, hence no file names.
+		err = srv.ServeTLS(ln, "", "")
+	} else {
+		err = srv.Serve(ln)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.errc <- err
+	}
+}
+
+// Reload loads and compiles the config again and swaps it in. On any
+// problem the running config keeps serving and the problems are returned.
+func (s *Server) Reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	loaded, err := config.Load(s.opts.ConfigPath, s.opts.Env)
+	var rt *gateway.Runtime
+	if err == nil {
+		rt, err = s.gw.Compile(loaded)
+	}
+	if err != nil {
+		s.metrics.ConfigReloads.WithLabelValues("failure").Inc()
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			ps.Sort()
+			for _, p := range ps {
+				s.log.Error("config rejected; keeping the running config", "problem", p.String())
+			}
+		} else {
+			s.log.Error("config rejected; keeping the running config", "error", err.Error())
+		}
+		return err
+	}
+	for _, w := range restartOnlyChanges(s.startCfg, rt.Config) {
+		s.log.Warn("config change needs a restart to take effect", "setting", w)
+	}
+	if tok, err := adminToken(rt.Config.Admin); err == nil {
+		s.admin.SetToken(tok)
+	} else {
+		s.log.Error("admin token not reloaded", "error", err.Error())
+	}
+	s.apply(ctx, rt)
+	if s.watcher != nil {
+		s.watcher.set(watchedFiles(rt))
+	}
+	s.metrics.ConfigReloads.WithLabelValues("success").Inc()
+	s.log.Info("config reloaded", "apis", len(rt.Registry.APIs))
+	return nil
+}
+
+// apply publishes rt and records its registry snapshot.
+func (s *Server) apply(ctx context.Context, rt *gateway.Runtime) {
+	s.gw.Swap(rt)
+	s.metrics.ConfigGeneration.Inc()
+	s.metrics.ConfigLastOK.SetToCurrentTime()
+	for _, w := range rt.Warnings {
+		s.log.Warn("config warning", "problem", w.String())
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, created, err := s.store.SaveSnapshot(sctx, rt.Registry.Snapshot()); err != nil {
+		// Serving does not depend on the inventory history; say so loudly
+		// and go on.
+		s.log.Error("registry snapshot not saved", "error", err.Error())
+	} else if created {
+		s.log.Info("registry snapshot saved", "apis", len(rt.Registry.APIs))
+	}
+}
+
+func restartOnlyChanges(old, cur *config.Config) []string {
+	var out []string
+	if old.Listen.HTTPS != cur.Listen.HTTPS || old.Listen.HTTP != cur.Listen.HTTP || old.Listen.AllowPlaintext != cur.Listen.AllowPlaintext {
+		out = append(out, "listen")
+	}
+	if old.Listen.TLS.MinVersion != cur.Listen.TLS.MinVersion {
+		out = append(out, "listen.tls.min_version")
+	}
+	if old.Admin.Listen != cur.Admin.Listen {
+		out = append(out, "admin.listen")
+	}
+	if old.Store != cur.Store {
+		out = append(out, "store")
+	}
+	ol, cl := old.Limits, cur.Limits
+	if ol.ReadHeaderTimeout != cl.ReadHeaderTimeout || ol.ReadTimeout != cl.ReadTimeout || ol.WriteTimeout != cl.WriteTimeout || ol.IdleTimeout != cl.IdleTimeout {
+		out = append(out, "limits (server timeouts)")
+	}
+	return out
+}
+
+// Wait blocks until ctx is done or a listener fails, then shuts down.
+func (s *Server) Wait(ctx context.Context) error {
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-s.errc:
+		s.log.Error("listener failed", "error", err.Error())
+	}
+	s.Close()
+	return err
+}
+
+// Close stops accepting, lets in-flight requests finish (up to the grace
+// period), and releases the store.
+func (s *Server) Close() {
+	select {
+	case <-s.done:
+		return
+	default:
+		close(s.done)
+	}
+	s.ready.Store(false)
+	if s.watcher != nil {
+		s.watcher.close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), gateway.ShutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range []*http.Server{s.https, s.plain, s.adminSrv} {
+		if srv == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = srv.Shutdown(ctx) }()
+	}
+	wg.Wait()
+	if s.store != nil {
+		_ = s.store.Close()
+	}
+}
+
+// HTTPSAddr is the data-plane TLS listener's address.
+func (s *Server) HTTPSAddr() string { return s.httpsLn.Addr().String() }
+
+// HTTPAddr is the plain listener's address, or "".
+func (s *Server) HTTPAddr() string {
+	if s.plainLn == nil {
+		return ""
+	}
+	return s.plainLn.Addr().String()
+}
+
+// AdminAddr is the admin listener's address.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Metrics exposes the process metrics (for tests and the CLI).
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// Gateway exposes the data plane (for tests).
+func (s *Server) Gateway() *gateway.Gateway { return s.gw }
+
+// Store exposes the store (for tests and admin tools).
+func (s *Server) Store() store.Store { return s.store }
+
+func slogLogger(l *slog.Logger) *log.Logger {
+	return slog.NewLogLogger(l.Handler(), slog.LevelWarn)
+}
