@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -80,7 +82,7 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 	rt.transport = g.transportFor(cfg.Limits)
 
 	var routes []route.Route
-	routeAPI := map[string]int{} // template key -> api index, to name both sides of a conflict
+	var origins []routeOrigin // origins[i] says where routes[i] was declared
 	for i := range cfg.APIs {
 		ac := cfg.APIs[i]
 		ptr := fmt.Sprintf("/apis/%d", i)
@@ -111,12 +113,9 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 				API: api, ID: o.ID, Method: o.Method, Template: full,
 				series: g.seriesFor(ac.Name, o.ID), upstream: up,
 			}
-			key := ac.Route.Host + " " + o.Method + " " + full
-			if j, dup := routeAPI[key]; dup && j != i {
-				rep.Errorf(ptr+"/route", "operation %s %s of API %s overlaps API %s (declared at /apis/%d)", o.Method, full, ac.Name, cfg.APIs[j].Name, j)
-			}
-			routeAPI[key] = i
 			routes = append(routes, route.Route{Host: ac.Route.Host, Method: o.Method, Path: full, Handler: op})
+			origins = append(origins, routeOrigin{ptr: ptr + "/spec", file: spec.File, line: o.Line,
+				name: fmt.Sprintf("operation %s of API %s %s", o.ID, ac.Name, ac.Version)})
 		}
 	}
 	if err := rep.Err(); err != nil {
@@ -125,7 +124,7 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 	table, err := route.Compile(routes)
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
-			rep.Errorf("/apis", "%s", line)
+			reportRouteError(rep, line, origins)
 		}
 		return nil, rep.Problems
 	}
@@ -152,4 +151,32 @@ func loadCertificate(t config.TLS) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("load TLS certificate %s: %w", t.Cert, err)
 	}
 	return &cert, nil
+}
+
+type routeOrigin struct {
+	ptr, file, name string
+	line            int
+}
+
+var routeIndex = regexp.MustCompile(`route (\d+)`)
+
+// reportRouteError places a route-table problem at the spec line of the
+// first route it names, and names routes by operation and API.
+func reportRouteError(rep *config.Reporter, msg string, origins []routeOrigin) {
+	var at *routeOrigin
+	msg = routeIndex.ReplaceAllStringFunc(msg, func(m string) string {
+		i, err := strconv.Atoi(m[len("route "):])
+		if err != nil || i < 0 || i >= len(origins) {
+			return m
+		}
+		if at == nil {
+			at = &origins[i]
+		}
+		return origins[i].name
+	})
+	if at == nil {
+		rep.Errorf("/apis", "%s", msg)
+		return
+	}
+	rep.AtFile(at.file, at.line, at.ptr, "%s", msg)
 }
