@@ -17,6 +17,10 @@ var ErrConflict = errors.New("store: conflict")
 
 // Store is everything Gatehouse keeps across restarts. Implementations are
 // safe for concurrent use. Every method honours ctx cancellation and deadline.
+//
+// Times are returned in UTC, truncated to microseconds (see NormalizeTime);
+// a zero time.Time is stored as NULL and returned as zero. Listings sort
+// text in byte order (as sort.Strings), whatever the database's collation.
 type Store interface {
 	// Ping checks the store is reachable (used by /readyz).
 	Ping(ctx context.Context) error
@@ -34,11 +38,15 @@ type Store interface {
 type RegistryStore interface {
 	// SaveSnapshot stores snap if its Digest differs from the latest
 	// snapshot's. It returns the stored (or existing latest) snapshot ID and
-	// whether a new row was written.
+	// whether a new row was written. An empty Digest is an error; two APIs
+	// with the same Name and Version give ErrConflict. A zero CreatedAt is
+	// set to the current time.
 	SaveSnapshot(ctx context.Context, snap RegistrySnapshot) (id int64, created bool, err error)
-	// LatestSnapshot returns the newest snapshot or ErrNotFound.
+	// LatestSnapshot returns the newest snapshot (the last stored, whatever
+	// its CreatedAt) with its APIs ordered by name, version, or ErrNotFound.
 	LatestSnapshot(ctx context.Context) (RegistrySnapshot, error)
-	// ListAPIs returns the APIs of the latest snapshot, ordered by name, version.
+	// ListAPIs returns the APIs of the latest snapshot, ordered by name,
+	// version; none (and no error) before the first snapshot.
 	ListAPIs(ctx context.Context) ([]APIRecord, error)
 }
 
@@ -71,7 +79,8 @@ type APIRecord struct {
 // CredentialStore keeps issued credentials. Secrets are never stored: only a
 // keyed hash of them (see the authn package).
 type CredentialStore interface {
-	// CreateCredential stores c. c.ID must be unique (ErrConflict otherwise).
+	// CreateCredential stores c. c.ID must be non-empty and unique
+	// (ErrConflict otherwise). A zero CreatedAt is set to the current time.
 	CreateCredential(ctx context.Context, c Credential) error
 	// GetCredential returns the credential with id or ErrNotFound.
 	GetCredential(ctx context.Context, id string) (Credential, error)
@@ -79,10 +88,11 @@ type CredentialStore interface {
 	ListCredentials(ctx context.Context, f CredentialFilter) ([]Credential, error)
 	// RevokeCredential marks the credential revoked at the given time. Revoking
 	// an already revoked credential keeps the first revocation time and
-	// returns nil; an unknown id returns ErrNotFound.
+	// returns nil; an unknown id returns ErrNotFound. A zero at means now.
 	RevokeCredential(ctx context.Context, id string, at time.Time, reason string) error
 	// TouchCredential records last use. It is called asynchronously, off the
-	// request path; a later LastUsedAt never gets overwritten by an earlier one.
+	// request path; a later LastUsedAt never gets overwritten by an earlier one
+	// (nor by an equal one). An unknown id returns ErrNotFound.
 	TouchCredential(ctx context.Context, id string, at time.Time, sourceIP string) error
 }
 
@@ -114,12 +124,17 @@ type CredentialFilter struct {
 // consumers or partners) until they can no longer matter.
 type RevocationStore interface {
 	// AddRevocation records r. Adding the same (Kind, Subject) twice keeps one
-	// entry, with the later ExpiresAt.
+	// entry, with the later ExpiresAt (zero, never, being the latest): when r
+	// expires later it replaces the entry under a new Seq, so replicas polling
+	// RevocationsSince see the extension; otherwise nothing changes. Kind and
+	// Subject must be non-empty. A zero CreatedAt is set to the current time.
 	AddRevocation(ctx context.Context, r Revocation) error
 	// IsRevoked reports whether (kind, subject) is revoked and not yet expired at now.
+	// An entry is in force up to and including its ExpiresAt (fail closed).
 	IsRevoked(ctx context.Context, kind, subject string, now time.Time) (bool, error)
 	// RevocationsSince returns revocations with Seq > seq, ordered by Seq, so
-	// a replica can poll for changes it has not seen.
+	// a replica can poll for changes it has not seen. A Seq is never handed
+	// out twice, even after its entry is purged.
 	RevocationsSince(ctx context.Context, seq int64) ([]Revocation, error)
 	// PurgeExpiredRevocations deletes entries whose ExpiresAt is before now and
 	// returns how many were deleted.
