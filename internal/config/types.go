@@ -26,7 +26,15 @@ type Config struct {
 	Paths   PathPolicy `yaml:"paths"`
 	Store   Store      `yaml:"store"`
 	Redis   string     `yaml:"redis"`
-	APIs    []API      `yaml:"apis"`
+
+	Identity      Identity        `yaml:"identity"`
+	Issuers       []Issuer        `yaml:"issuers"`
+	Introspection []Introspection `yaml:"introspection"`
+	TokenEndpoint TokenEndpoint   `yaml:"token_endpoint"`
+	Partners      []Partner       `yaml:"partners"`
+	Consumers     []Consumer      `yaml:"consumers"`
+
+	APIs []API `yaml:"apis"`
 
 	// Files are the files this config was loaded from, in load order.
 	Files []string `yaml:"-"`
@@ -109,9 +117,146 @@ type API struct {
 	Upstream    string   `yaml:"upstream"`
 	Route       APIRoute `yaml:"route"`
 
+	// Auth lists the ways a caller may authenticate, any one of which
+	// suffices: apikey, jwt:<issuer>, introspect:<name>, token (Gatehouse's
+	// own token endpoint), mtls.
+	Auth []string `yaml:"auth"`
+	// RequireMTLS demands a verified partner client certificate in
+	// addition to whatever Auth accepted.
+	RequireMTLS bool `yaml:"require_mtls"`
+	// BoundTokens demands RFC 8705 certificate-bound tokens: a JWT's
+	// cnf.x5t#S256 must match the presented client certificate.
+	BoundTokens bool `yaml:"bound_tokens"`
+	// AllowPartners restricts callers to consumers of these partners
+	// (consumers without a partner are refused when set).
+	AllowPartners []string `yaml:"allow_partners"`
+	// Policies grant access per operation. An operation no policy names is
+	// unreachable (403): deny by default.
+	Policies []Policy `yaml:"policies"`
+
 	// Line is where this API was declared, for later error messages.
 	File string `yaml:"-"`
 	Line int    `yaml:"-"`
+}
+
+// Policy grants access to one operation (or "*": every operation of the
+// API without a policy of its own).
+type Policy struct {
+	Operation string `yaml:"operation"`
+	// Public lets unauthenticated callers in. It cannot be combined with
+	// scopes, roles or conditions.
+	Public bool     `yaml:"public"`
+	Scopes []string `yaml:"scopes"`
+	Roles  []string `yaml:"roles"`
+	// When is a CEL condition over principal and request that must hold.
+	When string `yaml:"when"`
+}
+
+// Identity holds the gateway-wide credential settings.
+type Identity struct {
+	// Pepper (via ${ENV}) or PepperFile is the server secret API keys and
+	// client secrets are hashed with (HMAC-SHA-256). At least 32 bytes.
+	Pepper     string `yaml:"pepper"`
+	PepperFile string `yaml:"pepper_file"`
+	// KeyMaxTTL is the longest lifetime an issued API key may have.
+	KeyMaxTTL Duration `yaml:"key_max_ttl"`
+	// RevocationPoll is how often the store is polled for revocations made
+	// by other replicas when Redis is not configured (or as its fallback).
+	RevocationPoll Duration `yaml:"revocation_poll"`
+}
+
+// Issuer is a trusted JWT issuer.
+type Issuer struct {
+	Name string `yaml:"name"`
+	// Issuer is the exact iss claim expected.
+	Issuer string `yaml:"issuer"`
+	// Discovery is the OIDC discovery URL; JWKSURL names the key set
+	// directly. One of them is required.
+	Discovery string `yaml:"discovery"`
+	JWKSURL   string `yaml:"jwks_url"`
+	// CAFile is a PEM bundle trusted for the IdP's TLS instead of the
+	// system roots (private PKI, tests).
+	CAFile         string   `yaml:"ca_file"`
+	Audiences      []string `yaml:"audiences"`
+	Algorithms     []string `yaml:"algorithms"`
+	Skew           Duration `yaml:"skew"`
+	MaxLifetime    Duration `yaml:"max_lifetime"`
+	RequiredClaims []string `yaml:"required_claims"`
+	// Claim mapping. Defaults: consumer from azp then client_id, scopes from
+	// scope then scp, no partner or roles claim.
+	ConsumerClaim string `yaml:"consumer_claim"`
+	PartnerClaim  string `yaml:"partner_claim"`
+	ScopesClaim   string `yaml:"scopes_claim"`
+	RolesClaim    string `yaml:"roles_claim"`
+	// Refresh is the background JWKS refresh interval.
+	Refresh Duration `yaml:"refresh"`
+}
+
+// Introspection is an RFC 7662 token introspection endpoint for opaque tokens.
+type Introspection struct {
+	Name         string   `yaml:"name"`
+	URL          string   `yaml:"url"`
+	ClientID     string   `yaml:"client_id"`
+	ClientSecret string   `yaml:"client_secret"`
+	CAFile       string   `yaml:"ca_file"`
+	Timeout      Duration `yaml:"timeout"`
+	// CacheMaxTTL caps how long an active result is cached (never past the
+	// token's exp); InactiveTTL is how long an inactive result is cached.
+	CacheMaxTTL   Duration `yaml:"cache_max_ttl"`
+	InactiveTTL   Duration `yaml:"inactive_ttl"`
+	ConsumerClaim string   `yaml:"consumer_claim"`
+	PartnerClaim  string   `yaml:"partner_claim"`
+	RolesClaim    string   `yaml:"roles_claim"`
+}
+
+// TokenEndpoint configures Gatehouse's own OAuth 2.0 client-credentials
+// token endpoint (POST /oauth2/token, keys at /.well-known/jwks.json).
+type TokenEndpoint struct {
+	Enabled bool `yaml:"enabled"`
+	// Issuer is the iss of issued tokens, normally the gateway's public URL.
+	Issuer string `yaml:"issuer"`
+	// Audience is the aud of issued tokens (default: the issuer).
+	Audience string `yaml:"audience"`
+	// TTL of issued tokens (default 15m, at most 1h).
+	TTL Duration `yaml:"ttl"`
+	// Algorithm is ES256 (default) or EdDSA.
+	Algorithm string `yaml:"algorithm"`
+	// KeyDir holds the signing keys (created 0700 if missing).
+	KeyDir string `yaml:"key_dir"`
+	// RotateEvery is a signing key's active life; the previous key keeps
+	// verifying for Overlap after rotation.
+	RotateEvery Duration `yaml:"rotate_every"`
+	Overlap     Duration `yaml:"overlap"`
+}
+
+// Partner is an organisation whose consumers call the APIs.
+type Partner struct {
+	Name string `yaml:"name"`
+	// MTLS: client certificates of this partner's consumers chain to
+	// ClientCA; Pins optionally restricts them to given SPKI SHA-256 hashes.
+	MTLS PartnerMTLS `yaml:"mtls"`
+}
+
+// PartnerMTLS is a partner's client-certificate trust.
+type PartnerMTLS struct {
+	ClientCA string   `yaml:"client_ca"`
+	Pins     []string `yaml:"pins"`
+}
+
+// Consumer is an application that calls APIs, with its own credentials.
+type Consumer struct {
+	Name    string   `yaml:"name"`
+	Partner string   `yaml:"partner"`
+	Scopes  []string `yaml:"scopes"`
+	Roles   []string `yaml:"roles"`
+	// Certificates are SPKI SHA-256 pins (base64) of client certificates
+	// that authenticate as this consumer over mTLS.
+	Certificates []string `yaml:"certificates"`
+	// JWKSFile holds the public keys this consumer signs private_key_jwt
+	// client assertions with at the token endpoint.
+	JWKSFile string `yaml:"jwks_file"`
+	// Claims are fixed claims object-level rules can use (e.g. customers).
+	Claims map[string]any `yaml:"claims"`
 }
 
 // Owner says who answers for an API.
@@ -141,12 +286,19 @@ type Duration time.Duration
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// UnmarshalYAML accepts Go duration strings and plain integers (seconds).
+// UnmarshalYAML accepts Go duration strings, a whole number of days ("90d")
+// and plain integers (seconds).
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	// A *yaml.TypeError lets the decoder go on with the other fields, so
 	// every problem is still reported in one run.
 	if n.Kind != yaml.ScalarNode {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: expected a duration like 5s", n.Line)}}
+	}
+	if days, ok := strings.CutSuffix(n.Value, "d"); ok {
+		if d64, err := strconv.Atoi(days); err == nil && d64 >= 0 && d64 < 100000 {
+			*d = Duration(time.Duration(d64) * 24 * time.Hour)
+			return nil
+		}
 	}
 	if secs, err := strconv.Atoi(n.Value); err == nil {
 		*d = Duration(time.Duration(secs) * time.Second)

@@ -71,6 +71,7 @@ func applyDefaults(c *Config, rep *Reporter) {
 	} else {
 		c.Store.SQLite = resolvePath(rep.Src, "/store/sqlite", c.Store.SQLite)
 	}
+	applyIdentityDefaults(c, rep)
 	for i := range c.APIs {
 		a := &c.APIs[i]
 		ptr := fmt.Sprintf("/apis/%d", i)
@@ -173,6 +174,7 @@ func validate(c *Config, rep *Reporter) {
 	for i := range c.APIs {
 		validateAPI(rep, i, &c.APIs[i], seen)
 	}
+	validateIdentity(c, rep)
 }
 
 func validateAPI(rep *Reporter, i int, a *API, seen map[string]int) {
