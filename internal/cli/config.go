@@ -43,22 +43,18 @@ Exits 0 when the config is valid, 1 otherwise.`,
 }
 
 func validateConfig(path string, stdout, stderr io.Writer) error {
-	loaded, err := config.Load(path, nil)
+	// Compile without serving: specs, routes and certificates are checked
+	// the same way serve checks them.
+	gw := gateway.New(metrics.New(version()), slog.New(slog.DiscardHandler))
+	rt, err := gw.LoadAndCompile(path, nil)
 	if err == nil {
-		// Compile without serving: specs, routes and certificates are
-		// checked the same way serve checks them.
-		gw := gateway.New(metrics.New(version()), slog.New(slog.DiscardHandler))
-		var rt *gateway.Runtime
-		rt, err = gw.Compile(loaded)
-		if err == nil {
-			ws := rt.Warnings
-			ws.Sort()
-			for _, w := range ws {
-				fmt.Fprintln(stderr, w.String())
-			}
-			fmt.Fprintf(stdout, "%s: valid (%d APIs, %d warnings)\n", path, len(rt.Registry.APIs), len(ws))
-			return nil
+		ws := rt.Warnings
+		ws.Sort()
+		for _, w := range ws {
+			fmt.Fprintln(stderr, w.String())
 		}
+		fmt.Fprintf(stdout, "%s: valid (%d APIs, %d warnings)\n", path, len(rt.Registry.APIs), len(ws))
+		return nil
 	}
 	var ps config.Problems
 	if errors.As(err, &ps) {

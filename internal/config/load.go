@@ -38,6 +38,9 @@ type Loaded struct {
 	Config   *Config
 	Sources  Sources
 	Warnings Problems
+	// Partial is set when Load failed: Config holds what could be decoded
+	// and must not be served.
+	Partial bool
 }
 
 // LookupEnv resolves ${NAME} references. os.LookupEnv in production.
@@ -47,7 +50,8 @@ type LookupEnv func(name string) (string, bool)
 // merged in name order), substitutes ${ENV} references, validates it against
 // the schema and the semantic rules, applies defaults, and resolves relative
 // file paths against the file that names them. On failure the error is
-// Problems, listing every problem found.
+// Problems, listing every problem found, and the returned Loaded (if not
+// nil) is Partial.
 func Load(path string, env LookupEnv) (*Loaded, error) {
 	if env == nil {
 		env = os.LookupEnv
@@ -274,7 +278,9 @@ func LoadParsed(files []parsedFile, env LookupEnv) (*Loaded, error) {
 		}
 	}
 	if len(probs.Errors()) > 0 {
-		return nil, probs
+		// The partial config goes back with the problems so callers can
+		// check what it names (OpenAPI specs) and report everything at once.
+		return &Loaded{Config: cfg, Sources: src, Partial: true}, probs
 	}
 	return &Loaded{Config: cfg, Sources: src, Warnings: probs.Warnings()}, nil
 }

@@ -180,3 +180,41 @@ func reportRouteError(rep *config.Reporter, msg string, origins []routeOrigin) {
 	}
 	rep.AtFile(at.file, at.line, at.ptr, "%s", msg)
 }
+
+// SpecProblems parses the OpenAPI specs a (possibly partial) config names
+// and returns their problems, so a config with mistakes of its own still
+// gets its specs' mistakes reported in the same run.
+func SpecProblems(l *config.Loaded) config.Problems {
+	if l == nil || l.Config == nil {
+		return nil
+	}
+	rep := &config.Reporter{Src: l.Sources}
+	for i, a := range l.Config.APIs {
+		if a.Spec == "" {
+			continue
+		}
+		if _, err := registry.LoadSpec(a.Spec); err != nil {
+			var ses registry.SpecErrors
+			if errors.As(err, &ses) {
+				for _, se := range ses {
+					rep.AtFile(se.File, se.Line, fmt.Sprintf("/apis/%d/spec", i), "%s", se.Msg)
+				}
+			}
+		}
+	}
+	return rep.Problems
+}
+
+// LoadAndCompile loads the config at path and compiles it, reporting the
+// problems of both steps (and of the specs) together.
+func (g *Gateway) LoadAndCompile(path string, env config.LookupEnv) (*Runtime, error) {
+	loaded, err := config.Load(path, env)
+	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			return nil, append(ps, SpecProblems(loaded)...)
+		}
+		return nil, err
+	}
+	return g.Compile(loaded)
+}

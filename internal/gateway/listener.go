@@ -55,7 +55,9 @@ func NewServer(h http.Handler, l config.Limits) *http.Server {
 		WriteTimeout:      l.WriteTimeout.D(),
 		IdleTimeout:       l.IdleTimeout.D(),
 		MaxHeaderBytes:    2 * l.MaxHeaderBytes,
-		ErrorLog:          nil,
+		// OPTIONS * goes through the pipeline (and is refused there), not
+		// answered by net/http's built-in handler.
+		DisableGeneralOptionsHandler: true,
 	}
 }
 

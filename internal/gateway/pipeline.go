@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,7 +145,28 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(sw, r.Body, rt.maxBody)
 	}
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// net/http drops Content-Length when Transfer-Encoding is also
+		// present, so the two framings cannot be told apart here. RFC 9112
+		// §6.1 requires closing the connection after such a request, so a
+		// front proxy that framed by Content-Length cannot be desynchronised.
+		sw.Header().Set("Connection", "close")
+	}
+	defer g.countAbort(c, op)
 	op.upstream.proxy.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+}
+
+// countAbort records an upstream that failed after the response started:
+// ReverseProxy then aborts the handler with http.ErrAbortHandler, past its
+// ErrorHandler. The panic goes on so net/http resets the client stream.
+func (g *Gateway) countAbort(c *call, op *Operation) {
+	if rec := recover(); rec != nil {
+		if rec == http.ErrAbortHandler && c.upstreamErr == "" {
+			c.upstreamErr = "reset"
+			g.metrics.UpstreamErrors.WithLabelValues(op.API.Config.Name, "reset").Inc()
+		}
+		panic(rec)
+	}
 }
 
 // deny ends the request with a problem and records the stage and reason.
@@ -189,13 +211,13 @@ func rawPath(r *http.Request) (string, bool) {
 		}
 		return uri, true
 	}
-	if uri == "*" || r.URL == nil {
+	if uri == "*" || r.URL == nil || r.Method == http.MethodConnect {
 		return "", false
 	}
 	// absolute-form (RFC 9112 §3.2.2): the URL parser kept the raw path.
 	p := r.URL.EscapedPath()
 	if p == "" {
-		p = "/"
+		return "", false
 	}
 	return p, true
 }
@@ -224,18 +246,36 @@ var spoofableHeaders = []string{
 	"True-Client-Ip", "Cf-Connecting-Ip", "X-Cluster-Client-Ip", "X-Scope", "X-User-Id", "X-Userinfo",
 }
 
+// gatewaySetHeaders are the headers the gateway itself sends upstream.
+var gatewaySetHeaders = []string{"X-Request-Id"}
+
 func stripIdentityHeaders(h http.Header) {
 	for _, k := range spoofableHeaders {
 		delete(h, k)
 	}
 	for k := range h {
-		for _, p := range identityHeaderPrefixes {
-			if strings.HasPrefix(k, p) {
+		if isIdentityHeader(k) {
+			delete(h, k)
+			continue
+		}
+		if strings.IndexByte(k, '_') >= 0 {
+			// CGI-style backends (PHP-FPM, WSGI, Rack) read X_Real_IP and
+			// X-Real-IP as the same variable: judge the dashed spelling.
+			dashed := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+			if isIdentityHeader(dashed) || slices.Contains(spoofableHeaders, dashed) || slices.Contains(gatewaySetHeaders, dashed) {
 				delete(h, k)
-				break
 			}
 		}
 	}
+}
+
+func isIdentityHeader(k string) bool {
+	for _, p := range identityHeaderPrefixes {
+		if len(k) >= len(p) && strings.EqualFold(k[:len(p)], p) {
+			return true
+		}
+	}
+	return false
 }
 
 // forwardedFor is the X-Forwarded-For sent upstream. From a trusted proxy

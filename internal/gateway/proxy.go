@@ -108,15 +108,14 @@ func (up *upstream) rewrite(pr *httputil.ProxyRequest) {
 	if bp := up.target.EscapedPath(); bp != "" && bp != "/" {
 		p = strings.TrimSuffix(bp, "/") + p
 	}
-	out.URL.RawPath = ""
+	// RawPath keeps the path byte for byte: without it, EscapedPath would
+	// re-escape sub-delimiters such as ! * ' ( ) and the upstream would see
+	// a different path from the one the router matched.
+	out.URL.Path, out.URL.RawPath = p, p
 	if strings.IndexByte(p, '%') >= 0 {
 		if dec, err := url.PathUnescape(p); err == nil {
-			out.URL.Path, out.URL.RawPath = dec, p
-		} else {
-			out.URL.Path = p
+			out.URL.Path = dec
 		}
-	} else {
-		out.URL.Path = p
 	}
 	out.Host = ""
 	h := out.Header

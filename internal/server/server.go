@@ -69,11 +69,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.metrics = metrics.New(o.Version)
 	s.gw = gateway.New(s.metrics, s.log)
 
-	loaded, err := config.Load(o.ConfigPath, o.Env)
-	if err != nil {
-		return nil, err
-	}
-	rt, err := s.gw.Compile(loaded)
+	rt, err := s.gw.LoadAndCompile(o.ConfigPath, o.Env)
 	if err != nil {
 		return nil, err
 	}
@@ -201,11 +197,7 @@ func (s *Server) serve(srv *http.Server, ln net.Listener, useTLS bool) {
 func (s *Server) Reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	loaded, err := config.Load(s.opts.ConfigPath, s.opts.Env)
-	var rt *gateway.Runtime
-	if err == nil {
-		rt, err = s.gw.Compile(loaded)
-	}
+	rt, err := s.gw.LoadAndCompile(s.opts.ConfigPath, s.opts.Env)
 	if err != nil {
 		s.metrics.ConfigReloads.WithLabelValues("failure").Inc()
 		var ps config.Problems
