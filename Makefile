@@ -4,15 +4,14 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/gatehouse/gatehouse/internal/cli.Version=$(VERSION)
 TESTFLAGS ?=
 FUZZTIME  ?= 10s
-export CGO_ENABLED = 0
 
 .PHONY: all build run test bench fuzz lint clean
 
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gatehouse ./cmd/gatehouse
-	$(GO) build -trimpath -o bin/demo-upstream ./examples/demo-upstream
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gatehouse ./cmd/gatehouse
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/demo-upstream ./examples/demo-upstream
 
 # Start the quickstart: demo upstream on 127.0.0.1:9000, gateway on
 # https://127.0.0.1:8443, admin on http://127.0.0.1:8444. Ctrl-C stops both.
@@ -22,9 +21,12 @@ run: build
 test:
 	$(GO) test $(TESTFLAGS) ./...
 
-# Compare Gatehouse with a bare httputil.ReverseProxy (see internal/bench).
+# Compare Gatehouse with a bare httputil.ReverseProxy (see internal/bench):
+# route micro-benchmarks, in-process per-request cost, then the cross-process
+# load comparison (wrk if installed). BENCHFLAGS e.g. "-rounds 5 -json".
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/route/
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/bench/
 	$(GO) run ./internal/bench/cmd/gatehouse-bench $(BENCHFLAGS)
 
 # A short run of every fuzz target (FUZZTIME each).
