@@ -11,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gatehouse/gatehouse/internal/authz"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devcert"
+	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/registry"
 	"github.com/gatehouse/gatehouse/internal/route"
 )
@@ -32,6 +34,7 @@ type Runtime struct {
 	maxBody   int64
 	cert      *tls.Certificate
 	transport *http.Transport
+	identity  *identitySet
 }
 
 // Operation is one routable operation with what the pipeline needs for it.
@@ -42,6 +45,8 @@ type Operation struct {
 	Template string // full path template including base path
 	series   operationSeries
 	upstream *upstream
+	auth     *apiAuth
+	policy   *authz.OperationPolicy
 }
 
 // upstream is one API's backend.
@@ -80,6 +85,7 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 	}
 	rt.cert = cert
 	rt.transport = g.transportFor(cfg.Limits)
+	rt.identity = g.buildIdentity(cfg, rep)
 
 	var routes []route.Route
 	var origins []routeOrigin // origins[i] says where routes[i] was declared
@@ -107,11 +113,25 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 		}
 		target, _ := url.Parse(ac.Upstream) // validated at load
 		up := g.newUpstream(rt, ac, target)
+		auth := apiAuthFor(ac, rt.identity)
+		ids := make([]string, len(spec.Operations))
+		for j, o := range spec.Operations {
+			ids[j] = o.ID
+		}
+		policies, probs := authz.Compile(ac, ids, ptr)
+		for _, p := range probs {
+			if p.Warning {
+				rep.Warnf(p.Pointer, "%s", p.Message)
+			} else {
+				rep.Errorf(p.Pointer, "%s", p.Message)
+			}
+		}
 		for _, o := range spec.Operations {
 			full := joinTemplate(ac.Route.BasePath, o.Path)
 			op := &Operation{
 				API: api, ID: o.ID, Method: o.Method, Template: full,
 				series: g.seriesFor(ac.Name, o.ID), upstream: up,
+				auth: auth, policy: policies.For(o.ID),
 			}
 			routes = append(routes, route.Route{Host: ac.Route.Host, Method: o.Method, Path: full, Handler: op})
 			origins = append(origins, routeOrigin{ptr: ptr + "/spec", file: spec.File, line: o.Line,
@@ -129,6 +149,20 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 		return nil, rep.Problems
 	}
 	rt.table = table
+	if rt.identity.token != nil {
+		var ps route.Params
+		for _, p := range []string{oauth.TokenPath, oauth.JWKSPath} {
+			for _, m := range []string{http.MethodGet, http.MethodPost} {
+				if res := table.Match("", m, p, &ps); res.Status == route.Found {
+					op := res.Handler.(*Operation)
+					rep.Errorf("/token_endpoint", "API %s operation %s (%s) shadows the token endpoint's %s", op.API.Config.Name, op.ID, op.Template, p)
+				}
+			}
+		}
+		if err := rep.Err(); err != nil {
+			return nil, err
+		}
+	}
 	rt.Warnings = rep.Problems.Warnings()
 	return rt, nil
 }

@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -12,7 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/authn"
+	"github.com/gatehouse/gatehouse/internal/authz"
 	"github.com/gatehouse/gatehouse/internal/metrics"
+	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/route"
 )
 
@@ -22,6 +26,8 @@ type Gateway struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 
+	id *Identity
+
 	mu         sync.Mutex
 	transports map[transportKey]*http.Transport
 	series     map[string]*metrics.OperationSeries
@@ -29,17 +35,23 @@ type Gateway struct {
 
 // New returns a Gateway with no runtime; Swap one in before serving.
 func New(m *metrics.Metrics, log *slog.Logger) *Gateway {
-	return &Gateway{
+	g := &Gateway{
 		metrics:    m,
 		log:        log,
 		transports: map[transportKey]*http.Transport{},
 		series:     map[string]*metrics.OperationSeries{},
 	}
+	g.SetIdentity(IdentityDeps{})
+	return g
 }
 
 // Swap publishes rt; requests already running keep the Runtime they started
 // with. It returns the previous Runtime (nil on first use).
-func (g *Gateway) Swap(rt *Runtime) *Runtime { return g.runtime.Swap(rt) }
+func (g *Gateway) Swap(rt *Runtime) *Runtime {
+	old := g.runtime.Swap(rt)
+	g.commitIdentity(rt.Config, rt.identity)
+	return old
+}
 
 // Runtime returns the Runtime currently serving.
 func (g *Gateway) Runtime() *Runtime { return g.runtime.Load() }
@@ -57,6 +69,7 @@ type call struct {
 	denyReason   string
 	upstreamErr  string // failure kind when the upstream could not answer
 	params       route.Params
+	principal    *authn.Principal
 }
 
 type callKey struct{}
@@ -72,9 +85,9 @@ var callPool = sync.Pool{New: func() any { return new(call) }}
 
 // ServeHTTP runs the pipeline:
 //
-//	listener → route → [waf → authn → revoked → authz → limit → validate] → proxy → [filter → audit]
+//	listener → route → [waf] → authn → revoked → authz → [limit → validate] → proxy → [filter → audit]
 //
-// The bracketed stages arrive with later features; each one that says no
+// The bracketed stages arrive with later features; each stage that says no
 // ends the request with a problem response naming its stage and reason.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -128,6 +141,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.path = path
+	if ts := rt.identity.token; ts != nil && (path == oauth.TokenPath || path == oauth.JWKSPath) {
+		// Gatehouse's own authorization server, ahead of every API route
+		// (compile refuses APIs that would shadow these paths).
+		c.api, c.operation = "gatehouse", strings.TrimPrefix(path, "/")
+		if path == oauth.TokenPath {
+			ts.ServeToken(sw, r)
+		} else {
+			ts.ServeJWKS(sw, r)
+		}
+		return
+	}
 	res := rt.table.Match(r.Host, r.Method, path, &c.params)
 	switch res.Status {
 	case route.NotFound:
@@ -140,6 +164,51 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	op = res.Handler.(*Operation)
 	c.api, c.operation = op.API.Config.Name, op.ID
+	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
+
+	// 4. authn: the first authenticator that recognises a credential
+	// decides; none at all leaves the caller anonymous for authz to judge.
+	p, err := op.auth.chain.Authenticate(r)
+	var fail *authn.Failure
+	switch {
+	case err == nil:
+	case errors.Is(err, authn.ErrNoCredential):
+		p = nil
+	case errors.As(err, &fail):
+		g.unauthorized(sw, c, fail)
+		return
+	default:
+		// An IdP, introspection endpoint or the store is unreachable: fail
+		// closed rather than guess.
+		g.log.Warn("authentication unavailable", "request_id", c.requestID, "api", c.api, "error", err.Error())
+		g.deny(sw, c, ProbUnavailable, "authn", "unavailable", "Authentication is temporarily unavailable.")
+		return
+	}
+	if op.auth.requireMTLS || (op.auth.boundTokens && p != nil) {
+		if f := op.auth.checkCertificate(r, p); f != nil {
+			g.unauthorized(sw, c, f)
+			return
+		}
+	}
+	c.principal = p
+
+	// 5. revoked? Checked on every request, cached or not.
+	if p != nil && rt.identity.revocations != nil {
+		if revoked, kind := rt.identity.revocations.Revoked(p); revoked {
+			g.unauthorized(sw, c, authn.Fail(schemeOf(p), "revoked_"+kind))
+			return
+		}
+	}
+
+	// 6. authz: deny by default.
+	var in *authz.Input
+	if op.policy.Condition() != "" {
+		in = authzInput(r, op, c)
+	}
+	if d := op.policy.Authorize(p, in); !d.Allow {
+		g.forbidden(sw, c, op, p, d)
+		return
+	}
 
 	// 9. proxy: the body is bounded while it streams to the upstream.
 	if r.Body != nil && r.Body != http.NoBody {
@@ -153,20 +222,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sw.Header().Set("Connection", "close")
 	}
 	defer g.countAbort(c, op)
-	op.upstream.proxy.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
-}
-
-// countAbort records an upstream that failed after the response started:
-// ReverseProxy then aborts the handler with http.ErrAbortHandler, past its
-// ErrorHandler. The panic goes on so net/http resets the client stream.
-func (g *Gateway) countAbort(c *call, op *Operation) {
-	if rec := recover(); rec != nil {
-		if rec == http.ErrAbortHandler && c.upstreamErr == "" {
-			c.upstreamErr = "reset"
-			g.metrics.UpstreamErrors.WithLabelValues(op.API.Config.Name, "reset").Inc()
-		}
-		panic(rec)
-	}
+	op.upstream.proxy.ServeHTTP(sw, r)
 }
 
 // deny ends the request with a problem and records the stage and reason.
@@ -321,5 +377,18 @@ func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 func (s *statusWriter) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
+	}
+}
+
+// countAbort records an upstream that failed after the response started:
+// ReverseProxy then aborts the handler with http.ErrAbortHandler, past its
+// ErrorHandler. The panic goes on so net/http resets the client stream.
+func (g *Gateway) countAbort(c *call, op *Operation) {
+	if rec := recover(); rec != nil {
+		if rec == http.ErrAbortHandler && c.upstreamErr == "" {
+			c.upstreamErr = "reset"
+			g.metrics.UpstreamErrors.WithLabelValues(op.API.Config.Name, "reset").Inc()
+		}
+		panic(rec)
 	}
 }

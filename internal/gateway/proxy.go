@@ -128,6 +128,22 @@ func (up *upstream) rewrite(pr *httputil.ProxyRequest) {
 	h["X-Forwarded-Host"] = []string{pr.In.Host}
 	h["X-Real-Ip"] = []string{c.clientIP}
 	h["X-Request-Id"] = []string{c.requestID}
+	// The verified identity, in headers the upstream can trust because the
+	// pipeline strips every client-sent X-Gatehouse-* header.
+	if p := c.principal; p != nil {
+		h["X-Gatehouse-Consumer"] = []string{p.Consumer}
+		if p.Partner != "" {
+			h["X-Gatehouse-Partner"] = []string{p.Partner}
+		}
+		h["X-Gatehouse-Auth"] = []string{p.Kind}
+		if p.CredentialID != "" {
+			h["X-Gatehouse-Credential-Id"] = []string{p.CredentialID}
+		}
+		if p.Subject != "" {
+			h["X-Gatehouse-Subject"] = []string{p.Subject}
+		}
+		h["X-Gatehouse-Scopes"] = []string{strings.Join(p.Scopes, " ")}
+	}
 }
 
 // upstreamError maps transport failures to problems that say what happened

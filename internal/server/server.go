@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/gateway"
 	"github.com/gatehouse/gatehouse/internal/metrics"
+	"github.com/gatehouse/gatehouse/internal/revoke"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/internal/store/postgres"
 	"github.com/gatehouse/gatehouse/internal/store/sqlite"
@@ -55,6 +56,10 @@ type Server struct {
 	httpsLn, plainLn       net.Listener
 	adminLn                net.Listener
 	watcher                *watcher
+	revocations            *revoke.List
+	notifier               *revoke.RedisNotifier
+	ctx                    context.Context
+	cancel                 context.CancelFunc
 	done                   chan struct{}
 	errc                   chan error
 }
@@ -69,12 +74,15 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.metrics = metrics.New(o.Version)
 	s.gw = gateway.New(s.metrics, s.log)
 
-	rt, err := s.gw.LoadAndCompile(o.ConfigPath, o.Env)
+	loaded, err := config.Load(o.ConfigPath, o.Env)
 	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			return nil, append(ps, gateway.SpecProblems(loaded)...)
+		}
 		return nil, err
 	}
-	cfg := rt.Config
-	s.startCfg = cfg
+	cfg := loaded.Config
 
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -82,6 +90,23 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The server's own lifetime: background work (JWKS refresh, revocation
+	// sync) stops on Close, not when the caller's start context ends.
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := s.startRevocations(sctx, cfg); err != nil {
+		s.cancel()
+		s.store.Close()
+		return nil, err
+	}
+	s.gw.SetIdentity(gateway.IdentityDeps{Ctx: s.ctx, Store: s.store, Revocations: s.revocations})
+	rt, err := s.gw.Compile(loaded)
+	if err != nil {
+		s.cancel()
+		s.store.Close()
+		return nil, err
+	}
+	s.startCfg = cfg
+
 	s.admin = admin.New(admin.Options{Metrics: s.metrics, Store: s.store, Ready: s.ready.Load, Reload: s.Reload})
 	tok, err := adminToken(cfg.Admin)
 	if err != nil {
@@ -106,6 +131,30 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.ready.Store(true)
 	s.log.Info("gatehouse ready", "https", s.HTTPSAddr(), "admin", s.AdminAddr(), "apis", len(rt.Registry.APIs), "version", o.Version)
 	return s, nil
+}
+
+// startRevocations loads the revocation list and keeps it in sync with the
+// store (and with other replicas through Redis, when configured).
+func (s *Server) startRevocations(ctx context.Context, cfg *config.Config) error {
+	o := revoke.Options{Poll: cfg.Identity.RevocationPoll.D(), Logger: s.log}
+	if cfg.Redis != "" {
+		n, err := revoke.NewRedisNotifier(cfg.Redis, "gatehouse:", s.log)
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		s.notifier = n
+		o.Notifier = n
+	}
+	s.revocations = revoke.New(s.store, o)
+	if err := s.revocations.Sync(ctx); err != nil {
+		return fmt.Errorf("load revocations: %w", err)
+	}
+	go func() {
+		if err := s.revocations.Run(s.ctx); err != nil {
+			s.log.Error("revocation sync stopped", "error", err.Error())
+		}
+	}()
+	return nil
 }
 
 func openStore(ctx context.Context, c config.Store) (store.Store, error) {
@@ -304,6 +353,12 @@ func (s *Server) Close() {
 		go func() { defer wg.Done(); _ = srv.Shutdown(ctx) }()
 	}
 	wg.Wait()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.notifier != nil {
+		_ = s.notifier.Close()
+	}
 	if s.store != nil {
 		_ = s.store.Close()
 	}
@@ -328,6 +383,9 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
 // Gateway exposes the data plane (for tests).
 func (s *Server) Gateway() *gateway.Gateway { return s.gw }
+
+// Revocations exposes the revocation list (for tests and the incident tools).
+func (s *Server) Revocations() *revoke.List { return s.revocations }
 
 // Store exposes the store (for tests and admin tools).
 func (s *Server) Store() store.Store { return s.store }
