@@ -10,6 +10,11 @@ if [ ! -s data/admin.token ]; then
   umask 077
   head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > data/admin.token
 fi
+if [ ! -s data/pepper ]; then
+  # The pepper API keys are hashed with: 48 random bytes.
+  umask 077
+  head -c 48 /dev/urandom | base64 | tr -d '\n' > data/pepper
+fi
 ../../bin/demo-upstream -addr 127.0.0.1:9000 &
 upstream=$!
 trap 'kill $upstream 2>/dev/null || true' EXIT INT TERM

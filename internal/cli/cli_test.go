@@ -61,6 +61,8 @@ func TestConfigValidateQuickstart(t *testing.T) {
 	dir := t.TempDir()
 	copyFile(t, "../../examples/quickstart/gatehouse.yaml", filepath.Join(dir, "gatehouse.yaml"))
 	copyFile(t, "../../examples/quickstart/specs/orders-v1.yaml", filepath.Join(dir, "specs", "orders-v1.yaml"))
+	// make run writes the pepper; the test writes its own.
+	write(t, filepath.Join(dir, "data", "pepper"), strings.Repeat("p3pper-", 8))
 	out, errOut, err := run(t, "config", "validate", filepath.Join(dir, "gatehouse.yaml"))
 	if err != nil {
 		t.Fatalf("validate: %v\n%s", err, errOut)

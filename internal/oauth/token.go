@@ -216,7 +216,7 @@ func (s *Server) token(r *http.Request) (*tokenResponse, error) {
 	if gt := form.Get("grant_type"); gt != "client_credentials" {
 		return nil, &tokenError{http.StatusBadRequest, "unsupported_grant_type", "Only client_credentials is supported.", "grant_type"}
 	}
-	consumer, err := s.authenticateClient(r, form)
+	consumer, credID, err := s.authenticateClient(r, form)
 	if err != nil {
 		return nil, err
 	}
@@ -232,15 +232,16 @@ func (s *Server) token(r *http.Request) (*tokenResponse, error) {
 			thumb = mtls.Thumbprint(v.Leaf)
 		}
 	}
-	tok, ttl, err := s.Issue(consumer, scopes, thumb)
+	tok, ttl, err := s.Issue(consumer, scopes, thumb, credID)
 	if err != nil {
 		return nil, err
 	}
 	return &tokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int(ttl.Seconds()), Scope: strings.Join(scopes, " ")}, nil
 }
 
-// authenticateClient applies exactly one client authentication method.
-func (s *Server) authenticateClient(r *http.Request, form url.Values) (*config.Consumer, error) {
+// authenticateClient applies exactly one client authentication method and
+// returns the consumer and the ID of the credential it used.
+func (s *Server) authenticateClient(r *http.Request, form url.Values) (*config.Consumer, string, error) {
 	basicID, basicSecret, hasBasic := r.BasicAuth()
 	methods := 0
 	for _, present := range []bool{hasBasic, form.Get("client_secret") != "", form.Get("client_assertion") != ""} {
@@ -249,7 +250,7 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*config.C
 		}
 	}
 	if methods > 1 {
-		return nil, invalidRequest("Use exactly one client authentication method.")
+		return nil, "", invalidRequest("Use exactly one client authentication method.")
 	}
 	ctx := r.Context()
 	switch {
@@ -257,29 +258,30 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*config.C
 		id, err1 := url.QueryUnescape(basicID)
 		secret, err2 := url.QueryUnescape(basicSecret)
 		if err1 != nil || err2 != nil {
-			return nil, invalidClient("basic_encoding")
+			return nil, "", invalidClient("basic_encoding")
 		}
 		return s.checkSecret(ctx, id, secret)
 	case form.Get("client_secret") != "":
 		return s.checkSecret(ctx, form.Get("client_id"), form.Get("client_secret"))
 	case form.Get("client_assertion") != "":
 		if form.Get("client_assertion_type") != assertionType {
-			return nil, invalidRequest("client_assertion_type must be " + assertionType + ".")
+			return nil, "", invalidRequest("client_assertion_type must be " + assertionType + ".")
 		}
 		return s.checkAssertion(form.Get("client_id"), form.Get("client_assertion"))
 	default:
 		// tls_client_auth (RFC 8705 §2): the certificate is the credential.
 		if s.certs == nil {
-			return nil, invalidClient("no_client_auth")
+			return nil, "", invalidClient("no_client_auth")
 		}
 		p, err := s.certs.Authenticate(r)
 		if err != nil {
-			return nil, invalidClient("no_client_auth")
+			return nil, "", invalidClient("no_client_auth")
 		}
 		if id := form.Get("client_id"); id != "" && id != p.Consumer {
-			return nil, invalidClient("client_id_cert_mismatch")
+			return nil, "", invalidClient("client_id_cert_mismatch")
 		}
-		return s.consumer(p.Consumer)
+		c, err := s.consumer(p.Consumer)
+		return c, p.CredentialID, err
 	}
 }
 
@@ -291,29 +293,31 @@ func (s *Server) consumer(id string) (*config.Consumer, error) {
 	return c, nil
 }
 
-func (s *Server) checkSecret(ctx context.Context, id, secret string) (*config.Consumer, error) {
+func (s *Server) checkSecret(ctx context.Context, id, secret string) (*config.Consumer, string, error) {
 	if s.secrets == nil {
-		return nil, invalidClient("secrets_disabled")
+		return nil, "", invalidClient("secrets_disabled")
 	}
 	c, err := s.consumer(id)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if _, err := s.secrets.VerifyClientSecret(ctx, c.Name, secret); err != nil {
+	credID, err := s.secrets.VerifyClientSecret(ctx, c.Name, secret)
+	if err != nil {
 		var f *authn.Failure
 		if errors.As(err, &f) {
-			return nil, invalidClient(f.Reason)
+			return nil, "", invalidClient(f.Reason)
 		}
-		return nil, err
+		return nil, "", err
 	}
-	return c, nil
+	return c, credID, nil
 }
 
 // checkAssertion verifies a private_key_jwt client assertion (RFC 7523 §3).
-func (s *Server) checkAssertion(clientID, assertion string) (*config.Consumer, error) {
+func (s *Server) checkAssertion(clientID, assertion string) (*config.Consumer, string, error) {
 	var claims jwt.RegisteredClaims
+	var kid string
 	tok, err := jwt.ParseWithClaims(assertion, &claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
+		kid, _ = t.Header["kid"].(string)
 		iss, _ := t.Claims.GetIssuer()
 		keys := s.clientKey[iss]
 		k, ok := keys[kid]
@@ -329,18 +333,19 @@ func (s *Server) checkAssertion(clientID, assertion string) (*config.Consumer, e
 		jwt.WithLeeway(30*time.Second),
 	)
 	if err != nil || !tok.Valid {
-		return nil, invalidClient("bad_assertion")
+		return nil, "", invalidClient("bad_assertion")
 	}
 	if claims.Issuer == "" || claims.Issuer != claims.Subject || (clientID != "" && clientID != claims.Issuer) {
-		return nil, invalidClient("assertion_subject")
+		return nil, "", invalidClient("assertion_subject")
 	}
 	if claims.ExpiresAt.Time.After(s.now().Add(maxAssertionLifetime)) {
-		return nil, invalidClient("assertion_too_long")
+		return nil, "", invalidClient("assertion_too_long")
 	}
 	if claims.ID == "" || !s.firstUse(claims.Issuer+"\x00"+claims.ID, claims.ExpiresAt.Time) {
-		return nil, invalidClient("assertion_replay")
+		return nil, "", invalidClient("assertion_replay")
 	}
-	return s.consumer(claims.Issuer)
+	c, err := s.consumer(claims.Issuer)
+	return c, "jwk:" + claims.Issuer + ":" + kid, err
 }
 
 // maxReplayEntries bounds the replay cache; assertions live at most five
@@ -396,11 +401,15 @@ type Claims struct {
 	Partner  string            `json:"partner,omitempty"`
 	Scope    string            `json:"scope,omitempty"`
 	Cnf      map[string]string `json:"cnf,omitempty"`
+	// Cred is the ID of the client credential the token was obtained
+	// with, so revoking that credential also ends the tokens it bought.
+	Cred string `json:"gh_cred,omitempty"`
 }
 
 // Issue signs a token for consumer with the given scopes, bound to the
-// certificate thumbprint when it is not empty.
-func (s *Server) Issue(c *config.Consumer, scopes []string, certThumb string) (string, time.Duration, error) {
+// certificate thumbprint when it is not empty; credID names the client
+// credential it was obtained with.
+func (s *Server) Issue(c *config.Consumer, scopes []string, certThumb, credID string) (string, time.Duration, error) {
 	key, err := s.ring.Active()
 	if err != nil {
 		return "", 0, err
@@ -415,7 +424,7 @@ func (s *Server) Issue(c *config.Consumer, scopes []string, certThumb string) (s
 			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 			ID: base64.RawURLEncoding.EncodeToString(jti[:]),
 		},
-		ClientID: c.Name, Azp: c.Name, Partner: c.Partner, Scope: strings.Join(scopes, " "),
+		ClientID: c.Name, Azp: c.Name, Partner: c.Partner, Scope: strings.Join(scopes, " "), Cred: credID,
 	}
 	if certThumb != "" {
 		cl.Cnf = map[string]string{"x5t#S256": certThumb}
@@ -501,9 +510,13 @@ func (v *Verifier) Authenticate(r *http.Request) (*authn.Principal, error) {
 	if cl.Cnf != nil {
 		claims["cnf"] = map[string]any{"x5t#S256": cl.Cnf["x5t#S256"]}
 	}
+	credID := cl.Cred
+	if credID == "" {
+		credID = "jti:" + cl.ID
+	}
 	return &authn.Principal{
 		Kind: authn.KindToken, Consumer: cl.Subject, Partner: cl.Partner, Issuer: cl.Issuer,
-		Subject: cl.Subject, TokenID: cl.ID, CredentialID: "jti:" + cl.ID,
+		Subject: cl.Subject, TokenID: cl.ID, CredentialID: credID,
 		Scopes: strings.Fields(cl.Scope), Claims: claims, ExpiresAt: cl.ExpiresAt.Time,
 	}, nil
 }

@@ -242,6 +242,11 @@ func TestIssuedTokenVerifies(t *testing.T) {
 	if p.Consumer != "acme-billing" || p.Partner != "acme" || !p.HasScope("orders:read") || p.HasScope("orders:write") || p.TokenID == "" || p.Kind != authn.KindToken {
 		t.Fatalf("principal %+v", p)
 	}
+	// The token names the secret it was bought with: revoking that
+	// credential (revocation kind "credential") also ends the token.
+	if p.CredentialID != "cs-acme-billing" {
+		t.Fatalf("credential ID %q, want the client secret's", p.CredentialID)
+	}
 	// Tampered payload.
 	parts := strings.Split(body.AccessToken, ".")
 	forged := parts[0] + "." + strings.TrimRight(parts[1], "A") + "B." + parts[2]
