@@ -37,6 +37,9 @@ type Options struct {
 	Ready func() bool
 	// Reload re-reads the config (POST /v1/reload).
 	Reload func(ctx context.Context) error
+	// Keys serves /v1/keys, /v1/consumers/{name}/revoke and
+	// /v1/partners/{name}/revoke; nil leaves them out.
+	Keys KeyService
 }
 
 // New builds the admin handler.
@@ -47,6 +50,9 @@ func New(o Options) *Server {
 	s.mux.Handle("GET /metrics", o.Metrics.Handler())
 	s.mux.Handle("GET /v1/apis", s.authorized(http.HandlerFunc(s.listAPIs)))
 	s.mux.Handle("POST /v1/reload", s.authorized(http.HandlerFunc(s.postReload)))
+	if o.Keys != nil {
+		s.routeKeys(o.Keys)
+	}
 	s.mux.Handle("/", s.authorized(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteProblem(w, gateway.ProbNotFound, "No such admin endpoint.", "")
 	})))
