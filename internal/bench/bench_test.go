@@ -1,0 +1,217 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the harness's child processes
+// (upstream and bare proxy), exactly as the gatehouse-bench command does.
+func TestMain(m *testing.M) {
+	RunRoleFromEnv()
+	os.Exit(m.Run())
+}
+
+// TestHarnessEndToEnd runs the whole harness, tiny: a Gatehouse built from
+// this tree, one round of 300 ms per target with the built-in generator.
+func TestHarnessEndToEnd(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not on PATH; cannot build bin/gatehouse for the end-to-end benchmark test")
+	}
+	dir := t.TempDir()
+	gh := filepath.Join(dir, "gatehouse")
+	build := exec.Command(goBin, "build", "-o", gh, "github.com/gatehouse/gatehouse/cmd/gatehouse")
+	// The environment is inherited as is (no -trimpath, cgo as configured),
+	// so the build shares the cache `go test ./...` has already filled.
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build gatehouse: %v\n%s", err, out)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	var log strings.Builder
+	rep, err := Run(ctx, Options{
+		Gatehouse: gh, Rounds: 1, Duration: 300 * time.Millisecond, Warmup: -1,
+		Connections: 4, LoadGen: "builtin", TempDir: dir, Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, log.String())
+	}
+	t.Log(log.String())
+	if len(rep.Targets) != 4 {
+		t.Fatalf("want 4 targets, got %+v", rep.Targets)
+	}
+	for _, s := range rep.Targets {
+		if s.Requests <= 0 || s.Errors != 0 || s.Non200 != 0 {
+			t.Errorf("%s: %d requests, %d errors, %d non-200; want >0, 0, 0", s.Target, s.Requests, s.Errors, s.Non200)
+		}
+	}
+	if !rep.Valid || rep.Failures != 0 {
+		t.Errorf("report not valid: %d failures", rep.Failures)
+	}
+	if len(rep.Ratios) != 2 || len(rep.Checks) != 4 {
+		t.Errorf("want HTTP and TLS ratios and 4 checks, got %+v %+v", rep.Ratios, rep.Checks)
+	}
+	var table strings.Builder
+	rep.WriteTable(&table)
+	for _, want := range []string{"gatehouse-http", "bare-tls", "throughput ratio", "p99 ratio", "0 errors"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	// Every child process is gone and the run's temp dir removed.
+	if m, _ := filepath.Glob(filepath.Join(dir, "gatehouse-bench-*")); len(m) != 0 {
+		t.Errorf("temp dir left behind: %v", m)
+	}
+}
+
+const wrkSample = `Running 5s test @ http://127.0.0.1:41000/bench/items/42
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.41ms    1.90ms  40.12ms   89.90%
+    Req/Sec     6.90k   612.34     8.01k    71.00%
+  Latency Distribution
+     50%    2.08ms
+     75%    2.73ms
+     90%    3.71ms
+     99%   11.47ms
+  68713 requests in 5.00s, 21.29MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 7
+Requests/sec:  13741.39
+Transfer/sec:      4.26MB
+`
+
+func TestParseWrk(t *testing.T) {
+	r, err := parseWrk(wrkSample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests != 68713 || r.RPS != 13741.39 || r.Elapsed != 5*time.Second {
+		t.Errorf("totals: %+v", r)
+	}
+	if r.P50 != 2080*time.Microsecond || r.P99 != 11470*time.Microsecond {
+		t.Errorf("p50 %v p99 %v", r.P50, r.P99)
+	}
+	if r.Errors != 3 || r.Non200 != 7 || len(r.Problems) != 3 {
+		t.Errorf("errors %d non200 %d problems %q", r.Errors, r.Non200, r.Problems)
+	}
+
+	clean := strings.NewReplacer("     50%    2.08ms", "     50%  812.00us",
+		"  Socket errors: connect 0, read 2, write 0, timeout 1\n", "",
+		"  Non-2xx or 3xx responses: 7\n", "").Replace(wrkSample)
+	r, err = parseWrk(clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.P50 != 812*time.Microsecond || r.Errors != 0 || r.Non200 != 0 || len(r.Problems) != 0 {
+		t.Errorf("clean run: %+v", r)
+	}
+
+	if _, err := parseWrk("unable to connect to 127.0.0.1:1 Connection refused\n"); err == nil {
+		t.Error("garbage parsed without error")
+	}
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h histogram
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {1, 1000 * time.Microsecond}} {
+		got := h.quantile(c.q)
+		if d := got - c.want; d < -c.want/100 || d > c.want/100 {
+			t.Errorf("q%.2f = %v, want %v ±1%%", c.q, got, c.want)
+		}
+	}
+	var other histogram
+	other.record(time.Hour)
+	h.merge(&other)
+	if h.total != 1001 || h.quantile(1) != time.Hour {
+		t.Errorf("merge: total %d max %v", h.total, h.quantile(1))
+	}
+	var empty histogram
+	if empty.quantile(0.99) != 0 {
+		t.Error("empty histogram quantile not 0")
+	}
+	for _, v := range []uint64{0, 1, 127, 128, 129, 255, 256, 1 << 20, 1<<63 + 12345} {
+		if b := bucketOf(v); b < 0 || b >= buckets {
+			t.Errorf("bucketOf(%d) = %d out of range", v, b)
+		}
+	}
+}
+
+func TestRoundOrderAlternates(t *testing.T) {
+	ts := []target{{name: "bare-http"}, {name: "gatehouse-http"}, {name: "bare-tls"}, {name: "gatehouse-tls"}}
+	names := func(ts []target) string {
+		var s []string
+		for _, t := range ts {
+			s = append(s, t.name)
+		}
+		return strings.Join(s, ",")
+	}
+	if got := names(roundOrder(ts, 1)); got != "bare-http,gatehouse-http,bare-tls,gatehouse-tls" {
+		t.Errorf("round 1: %s", got)
+	}
+	if got := names(roundOrder(ts, 2)); got != "gatehouse-http,bare-http,gatehouse-tls,bare-tls" {
+		t.Errorf("round 2: %s", got)
+	}
+}
+
+func TestSummarizeMediansAndChecks(t *testing.T) {
+	r := &Report{}
+	for round, rps := range [][2]float64{{100, 95}, {120, 80}, {110, 100}} {
+		r.Runs = append(r.Runs,
+			RunResult{Round: round + 1, Target: "gatehouse-http", Proxy: "gatehouse", Protocol: "http", Requests: 1, RPS: rps[1], P99ms: 1.3},
+			RunResult{Round: round + 1, Target: "bare-http", Proxy: "bare", Protocol: "http", Requests: 1, RPS: rps[0], P99ms: 1.0})
+	}
+	r.summarize()
+	if r.Targets[0].Target != "bare-http" || r.Targets[0].RPS != 110 || r.Targets[1].RPS != 95 {
+		t.Fatalf("targets %+v", r.Targets)
+	}
+	// Paired per round: 0.95, 0.67, 0.91 → median 0.91 (a ratio of the
+	// overall medians, 95/110 = 0.86, would blame Gatehouse for round 2's
+	// slump, which hit both sides).
+	ra := r.Ratios[0]
+	if len(ra.ThroughputRounds) != 3 || ra.Throughput < 0.909 || ra.Throughput > 0.91 {
+		t.Errorf("throughput ratio %+v", ra)
+	}
+	if len(r.Checks) != 2 || !r.Checks[0].Pass || r.Checks[1].Pass || r.Met() || !r.Valid {
+		t.Errorf("checks %+v valid %v", r.Checks, r.Valid)
+	}
+	r.Runs[0].Non200 = 1
+	r.summarize()
+	if r.Valid || r.Failures != 1 {
+		t.Errorf("a non-200 must invalidate the report: %+v", r)
+	}
+}
+
+func TestParseRequestCounts(t *testing.T) {
+	const text = `# HELP gatehouse_requests_total Requests handled.
+# TYPE gatehouse_requests_total counter
+gatehouse_requests_total{api="bench",decision="allow",operation="getItem",status_class="2xx"} 1234
+gatehouse_requests_total{api="bench",decision="allow",operation="getItem",status_class="3xx"} 2
+gatehouse_requests_total{api="",decision="deny",operation="",status_class="4xx"} 3
+gatehouse_request_duration_seconds_count{api="bench",operation="getItem"} 1239
+`
+	c, err := parseRequestCounts(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ok != 1234 || c.clientGone != 0 || c.notOK != 5 {
+		t.Errorf("got %+v, want ok 1234 notOK 5", c)
+	}
+	c, err = parseRequestCounts(strings.NewReader(`gatehouse_requests_total{api="bench",decision="allow",operation="getItem",status_class="4xx"} 7` + "\n"))
+	if err != nil || c.clientGone != 7 || c.notOK != 0 {
+		t.Errorf("allowed 4xx (499 client gone): got %+v, %v", c, err)
+	}
+}
