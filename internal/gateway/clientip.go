@@ -56,3 +56,20 @@ func parseRemote(remoteAddr string) netip.Addr {
 	}
 	return netip.Addr{}
 }
+
+// clientIPString is ClientIP as text. Without trusted proxies the peer's
+// address is sliced out of RemoteAddr, which costs no allocation.
+func (t TrustedProxies) clientIPString(remoteAddr string, xff []string) string {
+	if len(t) == 0 {
+		if i := strings.LastIndexByte(remoteAddr, ':'); i > 0 {
+			host := remoteAddr[:i]
+			if host[0] == '[' {
+				host = host[1 : len(host)-1]
+			}
+			if !strings.HasPrefix(host, "::ffff:") {
+				return host
+			}
+		}
+	}
+	return t.ClientIP(remoteAddr, xff).String()
+}

@@ -54,6 +54,7 @@ type upstream struct {
 	api    string
 	target *url.URL
 	strip  string // base path to remove before forwarding, or ""
+	prefix string // the upstream URL's own path, put before the forwarded path
 	proxy  *httputil.ReverseProxy
 }
 

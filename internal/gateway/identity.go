@@ -283,8 +283,14 @@ func apiAuthFor(a config.API, set *identitySet) *apiAuth {
 }
 
 // clientIPOf is the trusted-proxy-aware client address of a request in the
-// pipeline, recorded as an API key's last source.
-func clientIPOf(r *http.Request) string { return callFrom(r.Context()).clientIP }
+// pipeline (set as X-Real-Ip after the client's copy was stripped),
+// recorded as an API key's last source.
+func clientIPOf(r *http.Request) string {
+	if v := r.Header["X-Real-Ip"]; len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
 
 // clientSecrets lets consumers authenticate at the token endpoint with one
 // of their API keys as client secret: the same hashed, revocable, expiring

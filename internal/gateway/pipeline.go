@@ -70,15 +70,7 @@ type call struct {
 	upstreamErr  string // failure kind when the upstream could not answer
 	params       route.Params
 	principal    *authn.Principal
-}
-
-type callKey struct{}
-
-func callFrom(ctx context.Context) *call {
-	if c, ok := ctx.Value(callKey{}).(*call); ok {
-		return c
-	}
-	return &call{}
+	vals         []string // header values set by the gateway (fresh per request)
 }
 
 var callPool = sync.Pool{New: func() any { return new(call) }}
@@ -95,13 +87,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := callPool.Get().(*call)
 	*c = call{}
 	sw := statusWriterPool.Get().(*statusWriter)
-	sw.ResponseWriter, sw.status, sw.wrote = w, 0, false
+	sw.ResponseWriter, sw.status, sw.wrote, sw.call = w, 0, false, c
 	g.metrics.InFlight.Inc()
 	var op *Operation
 	defer func() {
 		g.metrics.InFlight.Dec()
 		g.record(c, op, sw, start)
-		sw.ResponseWriter = nil
+		sw.ResponseWriter, sw.call = nil, nil
 		statusWriterPool.Put(sw)
 		callPool.Put(c)
 	}()
@@ -111,7 +103,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !validRequestID(c.requestID) {
 		c.requestID = newRequestID()
 	}
-	w.Header()["X-Request-Id"] = []string{c.requestID}
+	// One fresh backing array for every header value this request sets.
+	c.vals = make([]string, 10)
+	c.vals[0] = c.requestID
+	w.Header()["X-Request-Id"] = c.vals[0:1:1]
 	if rt == nil {
 		g.deny(sw, c, ProbUnavailable, "listener", "not_ready", "The gateway is starting.")
 		return
@@ -124,10 +119,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.deny(sw, c, ProbBodyTooLarge, "listener", "body_too_large", "The request body exceeds the size this API accepts.")
 		return
 	}
-	peer := rt.trusted.ClientIP(r.RemoteAddr, r.Header["X-Forwarded-For"])
-	c.clientIP = peer.String()
+	c.clientIP = rt.trusted.clientIPString(r.RemoteAddr, r.Header["X-Forwarded-For"])
 	c.forwardedFor = forwardedFor(rt.trusted, r, c.clientIP)
 	stripIdentityHeaders(r.Header)
+	// From here on these carry the gateway's values, never the client's.
+	c.vals[1] = c.clientIP
+	r.Header["X-Real-Ip"] = c.vals[1:2:2]
+	r.Header["X-Request-Id"] = c.vals[0:1:1]
 
 	// 2. route: normalise once, then match host + method + path template.
 	raw, ok := rawPath(r)
@@ -164,7 +162,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	op = res.Handler.(*Operation)
 	c.api, c.operation = op.API.Config.Name, op.ID
-	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
 
 	// 4. authn: the first authenticator that recognises a credential
 	// decides; none at all leaves the caller anonymous for authz to judge.
@@ -221,6 +218,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// front proxy that framed by Content-Length cannot be desynchronised.
 		sw.Header().Set("Connection", "close")
 	}
+	prepareUpstream(r, op.upstream, c)
 	defer g.countAbort(c, op)
 	op.upstream.proxy.ServeHTTP(sw, r)
 }
@@ -353,6 +351,7 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	call   *call // the request's state, for the proxy's error handler
 }
 
 var statusWriterPool = sync.Pool{New: func() any { return new(statusWriter) }}

@@ -61,14 +61,21 @@ func (g *Gateway) transportFor(l config.Limits) *http.Transport {
 // bufferPool recycles the 32 KiB copy buffers ReverseProxy uses per request.
 type bufferPool struct{ p sync.Pool }
 
+const copyBufferSize = 32 << 10
+
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, 32<<10)
+	return new([copyBufferSize]byte)[:]
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+// Put keeps the array pointer, so recycling a buffer allocates nothing.
+func (b *bufferPool) Put(buf []byte) {
+	if len(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf))
+	}
+}
 
 var copyBuffers = &bufferPool{}
 
@@ -76,6 +83,9 @@ func (g *Gateway) newUpstream(rt *Runtime, api config.API, target *url.URL) *ups
 	up := &upstream{api: api.Name, target: target}
 	if !api.Route.KeepBasePath && api.Route.BasePath != "/" {
 		up.strip = api.Route.BasePath
+	}
+	if bp := target.EscapedPath(); bp != "" && bp != "/" {
+		up.prefix = strings.TrimSuffix(bp, "/")
 	}
 	up.proxy = &httputil.ReverseProxy{
 		Rewrite:      up.rewrite,
@@ -87,17 +97,28 @@ func (g *Gateway) newUpstream(rt *Runtime, api config.API, target *url.URL) *ups
 	return up
 }
 
-// rewrite builds the upstream request. ReverseProxy has already removed
-// hop-by-hop headers and inbound X-Forwarded-*; the pipeline has already
-// removed spoofable identity headers from the inbound request.
+// rewrite builds the upstream request. The pipeline has already put the
+// upstream path on the inbound URL and the gateway's own headers (identity,
+// request ID, forwarding chain) on the inbound header, which ReverseProxy
+// copied; it removed hop-by-hop headers and the X-Forwarded-* trio, which
+// come back from the inbound request here.
 func (up *upstream) rewrite(pr *httputil.ProxyRequest) {
-	c := callFrom(pr.In.Context())
 	out := pr.Out
 	out.URL.Scheme = up.target.Scheme
 	out.URL.Host = up.target.Host
-	// The upstream sees exactly the normalised path the router matched, so
-	// gateway and backend cannot disagree about what was requested.
-	p := c.path
+	out.Host = ""
+	in, h := pr.In.Header, out.Header
+	h["X-Forwarded-For"] = in["X-Forwarded-For"]
+	h["X-Forwarded-Proto"] = in["X-Forwarded-Proto"]
+	h["X-Forwarded-Host"] = in["X-Forwarded-Host"]
+}
+
+// upstreamPath is what the upstream is asked for: exactly the normalised
+// path the router matched, less the base path unless the API keeps it,
+// under the upstream URL's own path. Gateway and backend cannot disagree
+// about what was requested.
+func (up *upstream) upstreamPath(path string) string {
+	p := path
 	if up.strip != "" {
 		// The route matched, so the path starts with the base path.
 		p = p[len(up.strip):]
@@ -105,51 +126,66 @@ func (up *upstream) rewrite(pr *httputil.ProxyRequest) {
 			p = "/"
 		}
 	}
-	if bp := up.target.EscapedPath(); bp != "" && bp != "/" {
-		p = strings.TrimSuffix(bp, "/") + p
+	if up.prefix != "" {
+		p = up.prefix + p
 	}
+	return p
+}
+
+var (
+	protoHTTPS = []string{"https"}
+	protoHTTP  = []string{"http"}
+)
+
+// prepareUpstream sets the upstream path and the gateway's headers on the
+// inbound request, which ReverseProxy then copies.
+func prepareUpstream(r *http.Request, up *upstream, c *call) {
+	p := up.upstreamPath(c.path)
 	// RawPath keeps the path byte for byte: without it, EscapedPath would
 	// re-escape sub-delimiters such as ! * ' ( ) and the upstream would see
 	// a different path from the one the router matched.
-	out.URL.Path, out.URL.RawPath = p, p
+	r.URL.Path, r.URL.RawPath = p, p
 	if strings.IndexByte(p, '%') >= 0 {
 		if dec, err := url.PathUnescape(p); err == nil {
-			out.URL.Path = dec
+			r.URL.Path = dec
 		}
 	}
-	out.Host = ""
-	h := out.Header
-	h["X-Forwarded-For"] = []string{c.forwardedFor}
-	if pr.In.TLS != nil {
-		h["X-Forwarded-Proto"] = []string{"https"}
+	v := c.vals[2:]
+	h := r.Header
+	v[0], v[1] = c.forwardedFor, r.Host
+	h["X-Forwarded-For"], h["X-Forwarded-Host"] = v[0:1:1], v[1:2:2]
+	if r.TLS != nil {
+		h["X-Forwarded-Proto"] = protoHTTPS
 	} else {
-		h["X-Forwarded-Proto"] = []string{"http"}
+		h["X-Forwarded-Proto"] = protoHTTP
 	}
-	h["X-Forwarded-Host"] = []string{pr.In.Host}
-	h["X-Real-Ip"] = []string{c.clientIP}
-	h["X-Request-Id"] = []string{c.requestID}
 	// The verified identity, in headers the upstream can trust because the
 	// pipeline strips every client-sent X-Gatehouse-* header.
 	if p := c.principal; p != nil {
-		h["X-Gatehouse-Consumer"] = []string{p.Consumer}
+		v[2], v[3], v[4] = p.Consumer, p.Kind, strings.Join(p.Scopes, " ")
+		h["X-Gatehouse-Consumer"], h["X-Gatehouse-Auth"], h["X-Gatehouse-Scopes"] = v[2:3:3], v[3:4:4], v[4:5:5]
 		if p.Partner != "" {
-			h["X-Gatehouse-Partner"] = []string{p.Partner}
+			v[5] = p.Partner
+			h["X-Gatehouse-Partner"] = v[5:6:6]
 		}
-		h["X-Gatehouse-Auth"] = []string{p.Kind}
 		if p.CredentialID != "" {
-			h["X-Gatehouse-Credential-Id"] = []string{p.CredentialID}
+			v[6] = p.CredentialID
+			h["X-Gatehouse-Credential-Id"] = v[6:7:7]
 		}
 		if p.Subject != "" {
-			h["X-Gatehouse-Subject"] = []string{p.Subject}
+			v[7] = p.Subject
+			h["X-Gatehouse-Subject"] = v[7:8:8]
 		}
-		h["X-Gatehouse-Scopes"] = []string{strings.Join(p.Scopes, " ")}
 	}
 }
 
 // upstreamError maps transport failures to problems that say what happened
 // without revealing where the upstream is; the detail goes to the log only.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	c := callFrom(r.Context())
+	c := &call{}
+	if sw, ok := w.(*statusWriter); ok {
+		c = sw.call
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		c.denyStage, c.denyReason = "listener", "body_too_large"

@@ -24,9 +24,11 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// newRequestID returns 128 random bits in hex.
+// newRequestID returns 128 random bits in hex, with one allocation.
 func newRequestID() string {
 	var b [16]byte
+	var out [32]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b[:])
+	hex.Encode(out[:], b[:])
+	return string(out[:])
 }
