@@ -37,6 +37,9 @@ type Options struct {
 	Ready func() bool
 	// Reload re-reads the config (POST /v1/reload).
 	Reload func(ctx context.Context) error
+	// Revoke puts an entry on the cluster revocation list
+	// (POST /v1/tokens/{jti}/revoke); nil disables the route.
+	Revoke func(ctx context.Context, r store.Revocation) error
 	// Keys serves /v1/keys, /v1/consumers/{name}/revoke and
 	// /v1/partners/{name}/revoke; nil leaves them out.
 	Keys KeyService
@@ -50,6 +53,9 @@ func New(o Options) *Server {
 	s.mux.Handle("GET /metrics", o.Metrics.Handler())
 	s.mux.Handle("GET /v1/apis", s.authorized(http.HandlerFunc(s.listAPIs)))
 	s.mux.Handle("POST /v1/reload", s.authorized(http.HandlerFunc(s.postReload)))
+	if o.Revoke != nil {
+		s.mux.Handle("POST /v1/tokens/{jti}/revoke", s.authorized(revokeToken(o.Revoke)))
+	}
 	if o.Keys != nil {
 		s.routeKeys(o.Keys)
 	}
@@ -166,4 +172,38 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// maxTokenRevocation bounds how long a token revocation entry may last; a
+// token that lives longer than this is refused by every issuer policy anyway.
+const maxTokenRevocation = 30 * 24 * time.Hour
+
+// revokeToken revokes one token by jti until the given time, which should
+// be at or after the token's exp.
+func revokeToken(revoke func(context.Context, store.Revocation) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Until  time.Time `json:"until"`
+			Reason string    `json:"reason"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			gateway.WriteProblem(w, gateway.ProbBadRequest, `Send {"until": "<RFC 3339 time at or after the token's exp>", "reason": "..."}.`, "")
+			return
+		}
+		now := time.Now()
+		jti := r.PathValue("jti")
+		if jti == "" || len(jti) > 512 || !body.Until.After(now) || body.Until.After(now.Add(maxTokenRevocation)) {
+			gateway.WriteProblem(w, gateway.ProbBadRequest, "until must be in the future and within 30 days; jti at most 512 bytes.", "")
+			return
+		}
+		err := revoke(r.Context(), store.Revocation{Kind: store.RevokeToken, Subject: jti, Reason: body.Reason,
+			ExpiresAt: body.Until, CreatedBy: "admin-api"})
+		if err != nil {
+			gateway.WriteProblem(w, gateway.ProbUnavailable, "The revocation could not be stored; it has not taken effect.", "")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "revoked", "jti": jti, "until": body.Until.UTC().Format(time.RFC3339)})
+	})
 }

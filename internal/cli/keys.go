@@ -226,27 +226,38 @@ outage; after that it is refused. --overlap 0 revokes the old key at once.`,
 }
 
 func newKeysRevokeCmd(f *keysFlags) *cobra.Command {
-	var consumer, partner, reason string
+	var consumer, partner, reason, jti, until string
 	cmd := &cobra.Command{
-		Use:   "revoke ID | --consumer NAME | --partner NAME",
-		Short: "Revoke a key, or every credential of a consumer or partner",
-		Long: `Revoke one credential by ID, every live credential of a consumer, or every live
-credential of a partner's consumers. The revocation is recorded on the
-credential and on the revocation list running gateways poll, and lasts until
-the credential would have expired anyway.`,
+		Use:   "revoke ID | --consumer NAME | --partner NAME | --jti JTI",
+		Short: "Revoke a key, every credential of a consumer or partner, or one token",
+		Long: `Revoke one credential by ID, every live credential of a consumer, every live
+credential of a partner's consumers, or a single token by its jti claim. The
+revocation is recorded on the credential and on the revocation list running
+gateways poll, and lasts until the credential would have expired anyway (for
+a token: until --until, which should be at or after the token's exp).
+Tokens bought at the token endpoint with a revoked key stop working too.`,
 		Example: `  gatehouse keys revoke 3fQk9ZtB1xW7pLmA --reason "pasted in a support ticket"
   gatehouse keys revoke --consumer acme-billing --reason offboarded
-  gatehouse keys revoke --partner acme --reason "incident 2026-117"`,
+  gatehouse keys revoke --partner acme --reason "incident 2026-117"
+  gatehouse keys revoke --jti 9b1d2c3e --until 24h --reason "token leaked in a log"`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			targets := 0
-			for _, set := range []bool{len(args) == 1, consumer != "", partner != ""} {
+			for _, set := range []bool{len(args) == 1, consumer != "", partner != "", jti != ""} {
 				if set {
 					targets++
 				}
 			}
 			if targets != 1 {
-				return errors.New("name exactly one of: a credential ID, --consumer NAME or --partner NAME")
+				return errors.New("name exactly one of: a credential ID, --consumer NAME, --partner NAME or --jti JTI")
+			}
+			var expires time.Time
+			if jti != "" {
+				d, err := apikey.ParseDuration(until)
+				if err != nil || d <= 0 {
+					return fmt.Errorf("--until: want a duration such as 24h or 2d, got %q", until)
+				}
+				expires = time.Now().Add(d)
 			}
 			if reason == "" {
 				reason = "revoked by " + actor("")
@@ -254,6 +265,13 @@ the credential would have expired anyway.`,
 			return withKeys(cmd, f, false, func(ctx context.Context, k *keysEnv) error {
 				out := cmd.OutOrStdout()
 				switch {
+				case jti != "":
+					err := k.st.AddRevocation(ctx, store.Revocation{Kind: store.RevokeToken, Subject: jti,
+						Reason: reason, ExpiresAt: expires, CreatedBy: actor("")})
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(out, "Revoked token %s until %s.\n", jti, expires.UTC().Format(time.RFC3339))
 				case consumer != "":
 					n, err := k.svc.RevokeConsumer(ctx, consumer, reason)
 					if err != nil {
@@ -280,6 +298,8 @@ the credential would have expired anyway.`,
 	cmd.Flags().StringVar(&consumer, "consumer", "", "revoke every live credential of this consumer")
 	cmd.Flags().StringVar(&partner, "partner", "", "revoke every live credential of this partner's consumers")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the revocation (default: revoked by cli:$USER)")
+	cmd.Flags().StringVar(&jti, "jti", "", "revoke the token with this jti claim")
+	cmd.Flags().StringVar(&until, "until", "24h", "with --jti: how long the entry lasts (at least until the token expires)")
 	return cmd
 }
 

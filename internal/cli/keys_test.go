@@ -330,3 +330,31 @@ func onRevocationList(t *testing.T, dbPath, id string) {
 		t.Fatalf("%s not on the revocation list: %v", id, err)
 	}
 }
+
+func TestKeysRevokeJTI(t *testing.T) {
+	cfg, dbPath := keysConfig(t)
+	out, errOut, err := run(t, "keys", "revoke", "-c", cfg, "--jti", "tok-123", "--until", "2h", "--reason", "leaked")
+	if err != nil || !strings.Contains(out, "Revoked token tok-123 until") {
+		t.Fatalf("revoke --jti: %v %s %s", err, out, errOut)
+	}
+	st, err := sqlite.Open(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	if ok, err := st.IsRevoked(context.Background(), store.RevokeToken, "tok-123", now); err != nil || !ok {
+		t.Fatalf("jti not on the revocation list: %v %v", ok, err)
+	}
+	if ok, _ := st.IsRevoked(context.Background(), store.RevokeToken, "tok-123", now.Add(3*time.Hour)); ok {
+		t.Fatal("jti entry outlives --until")
+	}
+	for _, args := range [][]string{
+		{"--jti", "x", "--until", "nonsense"},
+		{"--jti", "x", "--consumer", "acme-billing"},
+	} {
+		if _, _, err := run(t, append([]string{"keys", "revoke", "-c", cfg}, args...)...); err == nil {
+			t.Errorf("revoke %v accepted", args)
+		}
+	}
+}

@@ -240,8 +240,20 @@ func (g *Gateway) record(c *call, op *Operation, sw *statusWriter, start time.Ti
 	if c.denyStage != "" {
 		g.metrics.Denials.WithLabelValues(c.denyStage, c.denyReason).Inc()
 		g.metrics.Requests.WithLabelValues(c.api, c.operation, metrics.StatusClass(status), metrics.DecisionDeny).Inc()
-		if g.log.Enabled(context.Background(), slog.LevelDebug) {
-			g.log.Debug("request denied", "request_id", c.requestID, "stage", c.denyStage, "reason", c.denyReason, "status", status)
+		// Refused credentials and policy denials are security events: the
+		// internal reason (never shown to the client) is logged. Routing
+		// refusals are noise under a scan and stay at debug.
+		lvl := slog.LevelDebug
+		if c.denyStage == "authn" || c.denyStage == "authz" {
+			lvl = slog.LevelInfo
+		}
+		if g.log.Enabled(context.Background(), lvl) {
+			consumer := ""
+			if c.principal != nil {
+				consumer = c.principal.Consumer
+			}
+			g.log.Log(context.Background(), lvl, "request denied", "request_id", c.requestID, "api", c.api, "operation", c.operation,
+				"stage", c.denyStage, "reason", c.denyReason, "status", status, "client_ip", c.clientIP, "consumer", consumer)
 		}
 		return
 	}
