@@ -26,6 +26,8 @@ type Config struct {
 	Paths   PathPolicy `yaml:"paths"`
 	Store   Store      `yaml:"store"`
 	Redis   string     `yaml:"redis"`
+	// IPDeny refuses clients in these CIDRs on every API.
+	IPDeny []string `yaml:"ip_deny"`
 
 	Identity      Identity        `yaml:"identity"`
 	Issuers       []Issuer        `yaml:"issuers"`
@@ -134,6 +136,14 @@ type API struct {
 	// unreachable (403): deny by default.
 	Policies []Policy `yaml:"policies"`
 
+	// IPAllow, when set, admits only clients in these CIDRs; IPDeny refuses
+	// clients in these CIDRs (checked first).
+	IPAllow []string `yaml:"ip_allow"`
+	IPDeny  []string `yaml:"ip_deny"`
+	// MaxInFlight caps concurrent requests to the upstream (0: no cap), so
+	// one caller's burst cannot take the backend down; excess gets 503.
+	MaxInFlight int `yaml:"max_in_flight"`
+
 	// Line is where this API was declared, for later error messages.
 	File string `yaml:"-"`
 	Line int    `yaml:"-"`
@@ -232,6 +242,9 @@ type TokenEndpoint struct {
 // Partner is an organisation whose consumers call the APIs.
 type Partner struct {
 	Name string `yaml:"name"`
+	// Networks, when set, are the only client addresses this partner's
+	// consumers may call from (403 otherwise).
+	Networks []string `yaml:"networks"`
 	// MTLS: client certificates of this partner's consumers chain to
 	// ClientCA; Pins optionally restricts them to given SPKI SHA-256 hashes.
 	MTLS PartnerMTLS `yaml:"mtls"`

@@ -151,10 +151,14 @@ func validate(c *Config, rep *Reporter) {
 		rep.Warnf("/listen/tls/dev_cert", "dev_cert is on: the gateway uses a self-signed certificate; never use this in production")
 	}
 
-	for i, cidr := range c.Listen.TrustedProxies {
-		if _, err := ParsePrefix(cidr); err != nil {
-			rep.Errorf(fmt.Sprintf("/listen/trusted_proxies/%d", i), "%v", err)
-		}
+	checkPrefixes(rep, "/listen/trusted_proxies", c.Listen.TrustedProxies)
+	checkPrefixes(rep, "/ip_deny", c.IPDeny)
+	for i, p := range c.Partners {
+		checkPrefixes(rep, fmt.Sprintf("/partners/%d/networks", i), p.Networks)
+	}
+	for i, a := range c.APIs {
+		checkPrefixes(rep, fmt.Sprintf("/apis/%d/ip_allow", i), a.IPAllow)
+		checkPrefixes(rep, fmt.Sprintf("/apis/%d/ip_deny", i), a.IPDeny)
 	}
 
 	if c.Store.Postgres != "" {
@@ -236,6 +240,25 @@ func isLoopback(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+func checkPrefixes(rep *Reporter, ptr string, list []string) {
+	for i, cidr := range list {
+		if _, err := ParsePrefix(cidr); err != nil {
+			rep.Errorf(fmt.Sprintf("%s/%d", ptr, i), "%v", err)
+		}
+	}
+}
+
+// ParsePrefixes parses a validated CIDR list.
+func ParsePrefixes(list []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if p, err := ParsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // ParsePrefix accepts a CIDR or a single address (as /32 or /128).

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gatehouse/gatehouse/internal/authz"
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -35,6 +37,9 @@ type Runtime struct {
 	cert      *tls.Certificate
 	transport *http.Transport
 	identity  *identitySet
+	ipDeny    []netip.Prefix
+	// partnerNets are the networks each partner's consumers must call from.
+	partnerNets map[string][]netip.Prefix
 }
 
 // Operation is one routable operation with what the pipeline needs for it.
@@ -54,8 +59,12 @@ type upstream struct {
 	api    string
 	target *url.URL
 	strip  string // base path to remove before forwarding, or ""
-	prefix string // the upstream URL's own path, put before the forwarded path
-	proxy  *httputil.ReverseProxy
+	// Network rules and backend protection of the API.
+	ipAllow, ipDeny []netip.Prefix
+	maxInFlight     int64
+	inFlight        atomic.Int64
+	prefix          string // the upstream URL's own path, put before the forwarded path
+	proxy           *httputil.ReverseProxy
 }
 
 // Compile builds a Runtime from a loaded config: parses every OpenAPI spec,
@@ -87,6 +96,13 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 	rt.cert = cert
 	rt.transport = g.transportFor(cfg.Limits)
 	rt.identity = g.buildIdentity(cfg, rep)
+	rt.ipDeny = config.ParsePrefixes(cfg.IPDeny)
+	rt.partnerNets = map[string][]netip.Prefix{}
+	for _, p := range cfg.Partners {
+		if len(p.Networks) > 0 {
+			rt.partnerNets[p.Name] = config.ParsePrefixes(p.Networks)
+		}
+	}
 
 	var routes []route.Route
 	var origins []routeOrigin // origins[i] says where routes[i] was declared
@@ -114,6 +130,8 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 		}
 		target, _ := url.Parse(ac.Upstream) // validated at load
 		up := g.newUpstream(rt, ac, target)
+		up.ipAllow, up.ipDeny = config.ParsePrefixes(ac.IPAllow), config.ParsePrefixes(ac.IPDeny)
+		up.maxInFlight = int64(ac.MaxInFlight)
 		auth := apiAuthFor(ac, rt.identity)
 		ids := make([]string, len(spec.Operations))
 		for j, o := range spec.Operations {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -77,7 +78,7 @@ var callPool = sync.Pool{New: func() any { return new(call) }}
 
 // ServeHTTP runs the pipeline:
 //
-//	listener → route → [waf] → authn → revoked → authz → [limit → validate] → proxy → [filter → audit]
+//	listener → route → waf (IP lists) → authn → revoked → authz → limit (in-flight cap) → [validate] → proxy → [filter → audit]
 //
 // The bracketed stages arrive with later features; each stage that says no
 // ends the request with a problem response naming its stage and reason.
@@ -162,6 +163,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	op = res.Handler.(*Operation)
 	c.api, c.operation = op.API.Config.Name, op.ID
+	up := op.upstream
+
+	// 3. waf: network allow and deny lists (the WAF proper comes later).
+	var clientAddr netip.Addr
+	if len(rt.ipDeny) > 0 || len(up.ipAllow) > 0 || len(up.ipDeny) > 0 || len(rt.partnerNets) > 0 {
+		clientAddr, _ = netip.ParseAddr(c.clientIP)
+		if inAny(rt.ipDeny, clientAddr) || inAny(up.ipDeny, clientAddr) {
+			g.deny(sw, c, ProbForbidden, "waf", "ip_denied", "Requests from this address are not accepted.")
+			return
+		}
+		if len(up.ipAllow) > 0 && !inAny(up.ipAllow, clientAddr) {
+			g.deny(sw, c, ProbForbidden, "waf", "ip_not_allowed", "Requests from this address are not accepted.")
+			return
+		}
+	}
 
 	// 4. authn: the first authenticator that recognises a credential
 	// decides; none at all leaves the caller anonymous for authz to judge.
@@ -188,6 +204,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c.principal = p
+	if p != nil && p.Partner != "" {
+		if nets, ok := rt.partnerNets[p.Partner]; ok && !inAny(nets, clientAddr) {
+			// A partner's credential used from outside the partner's
+			// networks: stolen, or a partner breaking its contract.
+			g.deny(sw, c, ProbForbidden, "authz", "partner_network", "The caller is not allowed to perform this operation.")
+			return
+		}
+	}
 
 	// 5. revoked? Checked on every request, cached or not.
 	if p != nil && rt.identity.revocations != nil {
@@ -207,6 +231,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// 7. limit: backend protection (rate limits and quotas come later).
+	if up.maxInFlight > 0 {
+		if up.inFlight.Add(1) > up.maxInFlight {
+			up.inFlight.Add(-1)
+			sw.Header().Set("Retry-After", "1")
+			g.deny(sw, c, ProbUnavailable, "limit", "backend_busy", "The API is at capacity; retry shortly.")
+			return
+		}
+		defer up.inFlight.Add(-1)
+	}
+
 	// 9. proxy: the body is bounded while it streams to the upstream.
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(sw, r.Body, rt.maxBody)
@@ -218,9 +253,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// front proxy that framed by Content-Length cannot be desynchronised.
 		sw.Header().Set("Connection", "close")
 	}
-	prepareUpstream(r, op.upstream, c)
+	prepareUpstream(r, up, c)
 	defer g.countAbort(c, op)
-	op.upstream.proxy.ServeHTTP(sw, r)
+	up.proxy.ServeHTTP(sw, r)
 }
 
 // deny ends the request with a problem and records the stage and reason.
@@ -389,6 +424,17 @@ func (s *statusWriter) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// inAny reports whether a is in one of the prefixes. An invalid address
+// (unparseable client IP) is in none, so allow lists refuse it.
+func inAny(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // countAbort records an upstream that failed after the response started:

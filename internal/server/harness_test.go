@@ -202,6 +202,7 @@ type apiConfig struct {
 	BasePath      string
 	KeepBasePath  bool
 	Lifecycle     string
+	APIExtra      string // raw YAML lines appended to the API (4-space indent)
 }
 
 // gwConfig renders a gatehouse.yaml for the harness. Listeners always bind
@@ -271,6 +272,7 @@ func (c gwConfig) render() string {
 		// Every operation public: these tests are about the listener,
 		// routing and proxy, not identity (deny by default otherwise).
 		b.WriteString("    policies: [{operation: \"*\", public: true}]\n")
+		b.WriteString(a.APIExtra)
 	}
 	b.WriteString(c.Extra)
 	return b.String()
