@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/authn"
@@ -87,9 +88,10 @@ func (a *apiAuth) checkCertificate(r *http.Request, p *authn.Principal) *authn.F
 		// A partner's token over another partner's certificate.
 		return authn.Fail("Mutual-TLS", "certificate_partner_mismatch")
 	}
-	if a.boundTokens && p != nil && p.Kind != authn.KindMTLS && p.Kind != authn.KindAPIKey {
-		cnf, _ := p.Claims["cnf"].(map[string]any)
-		want, _ := cnf["x5t#S256"].(string)
+	// RFC 8705 §3: a certificate-bound token is only good with its
+	// certificate, on every API, whether or not the API demands binding.
+	if p != nil && (a.boundTokens || certBound(p)) && p.Kind != authn.KindMTLS && p.Kind != authn.KindAPIKey {
+		want := boundThumbprint(p)
 		sum := sha256.Sum256(v.Leaf.Raw)
 		got := base64.RawURLEncoding.EncodeToString(sum[:])
 		if want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(got)) != 1 {
@@ -122,4 +124,35 @@ func authzInput(r *http.Request, op *Operation, c *call) *authz.Input {
 		}
 	}
 	return in
+}
+
+// boundThumbprint is a token's cnf.x5t#S256, or "".
+func boundThumbprint(p *authn.Principal) string {
+	cnf, _ := p.Claims["cnf"].(map[string]any)
+	want, _ := cnf["x5t#S256"].(string)
+	return want
+}
+
+// certBound reports whether p's token is bound to a certificate.
+func certBound(p *authn.Principal) bool {
+	return p.Kind != authn.KindMTLS && p.Kind != authn.KindAPIKey && boundThumbprint(p) != ""
+}
+
+// sentCredential reports whether the request carries a credential in a
+// scheme this API accepts.
+func (a *apiAuth) sentCredential(r *http.Request) bool { return a.schemeSent(r) != "" }
+
+// schemeSent returns the accepted scheme the request used, or "".
+func (a *apiAuth) schemeSent(r *http.Request) string {
+	auth := r.Header.Get("Authorization")
+	scheme, _, _ := strings.Cut(auth, " ")
+	for _, s := range a.schemes {
+		if auth != "" && strings.EqualFold(scheme, s) {
+			return s
+		}
+		if s == "ApiKey" && r.Header.Get("X-Api-Key") != "" {
+			return s
+		}
+	}
+	return ""
 }

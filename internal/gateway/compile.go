@@ -37,7 +37,10 @@ type Runtime struct {
 	cert      *tls.Certificate
 	transport *http.Transport
 	identity  *identitySet
-	ipDeny    []netip.Prefix
+	// clientCertTLS is the listener config that requests client
+	// certificates, when any partner uses mTLS.
+	clientCertTLS *tls.Config
+	ipDeny        []netip.Prefix
 	// partnerNets are the networks each partner's consumers must call from.
 	partnerNets map[string][]netip.Prefix
 }
@@ -96,6 +99,14 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 	rt.cert = cert
 	rt.transport = g.transportFor(cfg.Limits)
 	rt.identity = g.buildIdentity(cfg, rep)
+	if m := rt.identity.mtls; m != nil && m.Enabled() {
+		c := g.baseTLS(cfg.Listen.TLS.MinVersion)
+		// Requested, not required: APIs without mTLS stay reachable, and
+		// the certificate is verified against the right partner's CA only.
+		c.ClientAuth = tls.RequestClientCert
+		c.ClientCAs = m.Pool
+		rt.clientCertTLS = c
+	}
 	rt.ipDeny = config.ParsePrefixes(cfg.IPDeny)
 	rt.partnerNets = map[string][]netip.Prefix{}
 	for _, p := range cfg.Partners {

@@ -84,7 +84,8 @@ func (g *Gateway) Keys() *apikey.Service {
 // apiAuth is the compiled authentication of one API.
 type apiAuth struct {
 	chain       authn.Chain
-	challenge   string // WWW-Authenticate value when no credential was sent
+	challenge   string   // WWW-Authenticate value when no credential was sent
+	schemes     []string // the chain's schemes
 	requireMTLS bool
 	boundTokens bool
 	mtls        *mtls.Authenticator
@@ -168,7 +169,7 @@ func (g *Gateway) buildIdentity(cfg *config.Config, rep *config.Reporter) *ident
 			rep.Errorf("/token_endpoint", "%v", err)
 		} else {
 			set.token = srv
-			set.tokenVerify = oauth.NewVerifier(cfg.TokenEndpoint, srv.Ring(), nil)
+			set.tokenVerify = oauth.NewVerifier(cfg.TokenEndpoint, srv.Ring(), cfg.Consumers, nil)
 		}
 	}
 	return set
@@ -274,8 +275,9 @@ func apiAuthFor(a config.API, set *identitySet) *apiAuth {
 		}
 	}
 	aa.chain = append(aa.chain, late...)
+	aa.schemes = aa.chain.Schemes()
 	var ch []string
-	for _, s := range aa.chain.Schemes() {
+	for _, s := range aa.schemes {
 		ch = append(ch, s+` realm="gatehouse"`)
 	}
 	aa.challenge = strings.Join(ch, ", ")

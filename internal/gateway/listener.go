@@ -25,6 +25,20 @@ var cipherSuites = []uint16{
 // TLSConfig returns the listener's TLS settings. The certificate comes from
 // the current Runtime, so a reload can rotate it without a restart.
 func (g *Gateway) TLSConfig(minVersion string) *tls.Config {
+	c := g.baseTLS(minVersion)
+	// When partners use mTLS the current Runtime supplies a config that
+	// asks for a client certificate (verified per partner by authn/mtls),
+	// with the partner CAs as hints; it follows reloads.
+	c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		if rt := g.runtime.Load(); rt != nil && rt.clientCertTLS != nil {
+			return rt.clientCertTLS, nil
+		}
+		return nil, nil
+	}
+	return c
+}
+
+func (g *Gateway) baseTLS(minVersion string) *tls.Config {
 	v := uint16(tls.VersionTLS12)
 	if minVersion == "1.3" {
 		v = tls.VersionTLS13

@@ -186,6 +186,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 	case errors.Is(err, authn.ErrNoCredential):
+		if op.auth.sentCredential(r) {
+			// A credential in a scheme this API accepts that no
+			// authenticator claims (say, a token of an untrusted issuer) is
+			// a bad credential, not an anonymous call: answering the same
+			// as for any invalid token tells a prober nothing.
+			g.unauthorized(sw, c, authn.Fail(op.auth.schemeSent(r), "unclaimed_credential"))
+			return
+		}
 		p = nil
 	case errors.As(err, &fail):
 		g.unauthorized(sw, c, fail)
@@ -197,7 +205,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.deny(sw, c, ProbUnavailable, "authn", "unavailable", "Authentication is temporarily unavailable.")
 		return
 	}
-	if op.auth.requireMTLS || (op.auth.boundTokens && p != nil) {
+	if op.auth.requireMTLS || (p != nil && (op.auth.boundTokens || certBound(p))) {
 		if f := op.auth.checkCertificate(r, p); f != nil {
 			g.unauthorized(sw, c, f)
 			return

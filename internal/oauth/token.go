@@ -445,17 +445,25 @@ func (s *Server) Issue(c *config.Consumer, scopes []string, certThumb, credID st
 
 // Verifier authenticates requests carrying tokens this gateway issued.
 type Verifier struct {
-	cfg  config.TokenEndpoint
-	ring *KeyRing
-	now  func() time.Time
+	cfg       config.TokenEndpoint
+	ring      *KeyRing
+	now       func() time.Time
+	consumers map[string]*config.Consumer
 }
 
-// NewVerifier verifies tokens signed by ring.
-func NewVerifier(cfg config.TokenEndpoint, ring *KeyRing, now func() time.Time) *Verifier {
+// NewVerifier verifies tokens signed by ring. The consumers are the
+// config's current ones: a token of a consumer since removed, moved to
+// another partner, or stripped of a scope gets no more than the consumer
+// has now, exactly as its API keys.
+func NewVerifier(cfg config.TokenEndpoint, ring *KeyRing, consumers []config.Consumer, now func() time.Time) *Verifier {
 	if now == nil {
 		now = time.Now
 	}
-	return &Verifier{cfg: cfg, ring: ring, now: now}
+	v := &Verifier{cfg: cfg, ring: ring, now: now, consumers: map[string]*config.Consumer{}}
+	for i := range consumers {
+		v.consumers[consumers[i].Name] = &consumers[i]
+	}
+	return v
 }
 
 // Scheme implements authn.Authenticator.
@@ -506,9 +514,26 @@ func (v *Verifier) Authenticate(r *http.Request) (*authn.Principal, error) {
 	if cl.IssuedAt == nil || cl.ExpiresAt.Sub(cl.IssuedAt.Time) > v.cfg.TTL.D()+time.Second {
 		return nil, authn.Fail("Bearer", "lifetime_exceeded")
 	}
-	claims := map[string]any{"client_id": cl.ClientID, "partner": cl.Partner}
+	c, ok := v.consumers[cl.Subject]
+	switch {
+	case !ok:
+		return nil, authn.Fail("Bearer", "unknown_consumer")
+	case c.Partner != cl.Partner:
+		return nil, authn.Fail("Bearer", "partner_changed")
+	}
+	claims := make(map[string]any, len(c.Claims)+3)
+	for k, val := range c.Claims {
+		claims[k] = val
+	}
+	claims["client_id"], claims["partner"] = cl.ClientID, cl.Partner
 	if cl.Cnf != nil {
 		claims["cnf"] = map[string]any{"x5t#S256": cl.Cnf["x5t#S256"]}
+	}
+	var scopes []string
+	for _, sc := range strings.Fields(cl.Scope) {
+		if slices.Contains(c.Scopes, sc) {
+			scopes = append(scopes, sc)
+		}
 	}
 	credID := cl.Cred
 	if credID == "" {
@@ -517,7 +542,7 @@ func (v *Verifier) Authenticate(r *http.Request) (*authn.Principal, error) {
 	return &authn.Principal{
 		Kind: authn.KindToken, Consumer: cl.Subject, Partner: cl.Partner, Issuer: cl.Issuer,
 		Subject: cl.Subject, TokenID: cl.ID, CredentialID: credID,
-		Scopes: strings.Fields(cl.Scope), Claims: claims, ExpiresAt: cl.ExpiresAt.Time,
+		Scopes: scopes, Roles: c.Roles, Claims: claims, ExpiresAt: cl.ExpiresAt.Time,
 	}, nil
 }
 

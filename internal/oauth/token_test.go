@@ -40,6 +40,7 @@ type fixture struct {
 	now       time.Time
 	clientKey *ecdsa.PrivateKey
 	cfg       config.TokenEndpoint
+	consumers []config.Consumer
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -63,6 +64,7 @@ func newFixture(t *testing.T) *fixture {
 		{Name: "acme-billing", Partner: "acme", Scopes: []string{"orders:read", "orders:write"}},
 		{Name: "globex-app", Partner: "globex", Scopes: []string{"orders:read"}, JWKSFile: jwksFile},
 	}
+	f.consumers = consumers
 	f.srv, err = NewServer(f.cfg, consumers, Options{
 		Secrets: secretTable{"acme-billing": "s3cret-acme-0123456789"},
 		Now:     func() time.Time { return f.now },
@@ -229,7 +231,7 @@ func TestIssuedTokenVerifies(t *testing.T) {
 		AccessToken string `json:"access_token"`
 	}
 	json.Unmarshal(w.Body.Bytes(), &body)
-	v := NewVerifier(f.cfg, f.srv.Ring(), func() time.Time { return f.now })
+	v := NewVerifier(f.cfg, f.srv.Ring(), f.consumers, func() time.Time { return f.now })
 	req := func(tok string) *http.Request {
 		r := httptest.NewRequest("GET", "/x", nil)
 		r.Header.Set("Authorization", "Bearer "+tok)

@@ -179,15 +179,11 @@ func (u *echoUpstream) count() int {
 }
 
 // closedAddr returns a loopback address nobody listens on.
+// closedAddr is an address nothing listens on. Port 1 is never handed out
+// for :0, so no other test's listener can take it in the meantime.
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return "127.0.0.1:1"
 }
 
 // ---------------------------------------------------------------------------

@@ -119,6 +119,9 @@ func Thumbprint(c *x509.Certificate) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+// Enabled reports whether any partner trusts client certificates.
+func (a *Authenticator) Enabled() bool { return len(a.partners) > 0 }
+
 // Scheme implements authn.Authenticator.
 func (a *Authenticator) Scheme() string { return Scheme }
 
