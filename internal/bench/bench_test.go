@@ -18,7 +18,8 @@ func TestMain(m *testing.M) {
 }
 
 // TestHarnessEndToEnd runs the whole harness, tiny: a Gatehouse built from
-// this tree, one round of 300 ms per target with the built-in generator.
+// this tree, one round of 300 ms per window with the built-in generator,
+// the API-key and JWT targets included.
 func TestHarnessEndToEnd(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -44,8 +45,35 @@ func TestHarnessEndToEnd(t *testing.T) {
 		t.Fatalf("Run: %v\n%s", err, log.String())
 	}
 	t.Log(log.String())
-	if len(rep.Targets) != 4 {
-		t.Fatalf("want 4 targets, got %+v", rep.Targets)
+	var names []string
+	for _, s := range rep.Targets {
+		names = append(names, s.Target)
+	}
+	if got := strings.Join(names, ","); got != "bare-http,gatehouse-http,bare-http+apikey,gatehouse-apikey,bare-http+jwt,gatehouse-jwt,bare-tls,gatehouse-tls" {
+		t.Fatalf("targets: %s", got)
+	}
+	// Each auth target answered 200 with its credential (the probe before
+	// measuring, and every measured response) and 401 without.
+	wantProbes := map[string]string{"gatehouse-apikey": "X-API-Key", "gatehouse-jwt": "Authorization"}
+	if len(rep.AuthProbes) != len(wantProbes) {
+		t.Errorf("auth probes: %+v", rep.AuthProbes)
+	}
+	for _, p := range rep.AuthProbes {
+		if wantProbes[p.Target] != p.Header || p.WithStatus != 200 || p.WithoutStatus != 401 || p.Challenge == "" || p.OtherScopeStatus != 403 {
+			t.Errorf("auth probe %+v: want 200 with %s, 401 with a challenge without, 403 without the scope", p, wantProbes[p.Target])
+		}
+	}
+	if !rep.Settings.Auth {
+		t.Error("settings do not record the auth targets")
+	}
+	// One window per target, each tagged with its comparison.
+	pairs := map[string]string{}
+	for _, run := range rep.Runs {
+		pairs[run.Target] = run.Pair
+	}
+	if len(rep.Runs) != 8 || pairs["bare-http+jwt"] != "gatehouse-jwt" || pairs["bare-http+apikey"] != "gatehouse-apikey" ||
+		pairs["bare-http"] != "gatehouse-http" || pairs["bare-tls"] != "gatehouse-tls" {
+		t.Errorf("want 8 windows in 4 pairs, got %d: %v", len(rep.Runs), pairs)
 	}
 	for _, s := range rep.Targets {
 		if s.Requests <= 0 || s.Errors != 0 || s.Non200 != 0 {
@@ -55,12 +83,26 @@ func TestHarnessEndToEnd(t *testing.T) {
 	if !rep.Valid || rep.Failures != 0 {
 		t.Errorf("report not valid: %d failures", rep.Failures)
 	}
-	if len(rep.Ratios) != 2 || len(rep.Checks) != 4 {
-		t.Errorf("want HTTP and TLS ratios and 4 checks, got %+v %+v", rep.Ratios, rep.Checks)
+	var ratios []string
+	for _, ra := range rep.Ratios {
+		ratios = append(ratios, ra.Target)
+		if len(ra.ThroughputRounds) != 1 || ra.Throughput <= 0 {
+			t.Errorf("ratio %+v: want one paired round", ra)
+		}
+	}
+	if got := strings.Join(ratios, ","); got != "gatehouse-http,gatehouse-apikey,gatehouse-jwt,gatehouse-tls" || len(rep.Checks) != 8 {
+		t.Errorf("want HTTP, API key, JWT and TLS ratios and 8 checks, got %s, %+v", got, rep.Checks)
+	}
+	for _, c := range rep.Checks {
+		if c.Name == "throughput ratio" && (c.Target == "gatehouse-apikey" || c.Target == "gatehouse-jwt") &&
+			(c.Limit != TargetAuthThroughputRatio || c.Informational) {
+			t.Errorf("auth throughput check %+v: want a %.2f target", c, TargetAuthThroughputRatio)
+		}
 	}
 	var table strings.Builder
 	rep.WriteTable(&table)
-	for _, want := range []string{"gatehouse-http", "bare-tls", "throughput ratio", "p99 ratio", "0 errors"} {
+	for _, want := range []string{"gatehouse-http", "bare-tls", "gatehouse-apikey", "gatehouse-jwt", "bare-http+jwt", "API key", "JWT",
+		"throughput ratio", "p99 ratio", "401 without", "403 without scope items:read", "0 errors"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -151,18 +193,25 @@ func TestHistogramQuantiles(t *testing.T) {
 }
 
 func TestRoundOrderAlternates(t *testing.T) {
-	ts := []target{{name: "bare-http"}, {name: "gatehouse-http"}, {name: "bare-tls"}, {name: "gatehouse-tls"}}
+	bare := target{name: "bare-http"}
+	ps := []pairing{
+		{bare, target{name: "gatehouse-http"}},
+		{target{name: "bare-tls"}, target{name: "gatehouse-tls"}},
+		{bare, target{name: "gatehouse-jwt"}},
+	}
 	names := func(ts []target) string {
 		var s []string
 		for _, t := range ts {
-			s = append(s, t.name)
+			s = append(s, t.name+"/"+t.pair)
 		}
 		return strings.Join(s, ",")
 	}
-	if got := names(roundOrder(ts, 1)); got != "bare-http,gatehouse-http,bare-tls,gatehouse-tls" {
+	if got := names(roundOrder(ps, 1)); got != "bare-http/gatehouse-http,gatehouse-http/gatehouse-http,"+
+		"bare-tls/gatehouse-tls,gatehouse-tls/gatehouse-tls,bare-http/gatehouse-jwt,gatehouse-jwt/gatehouse-jwt" {
 		t.Errorf("round 1: %s", got)
 	}
-	if got := names(roundOrder(ts, 2)); got != "gatehouse-http,bare-http,gatehouse-tls,bare-tls" {
+	if got := names(roundOrder(ps, 2)); got != "gatehouse-http/gatehouse-http,bare-http/gatehouse-http,"+
+		"gatehouse-tls/gatehouse-tls,bare-tls/gatehouse-tls,gatehouse-jwt/gatehouse-jwt,bare-http/gatehouse-jwt" {
 		t.Errorf("round 2: %s", got)
 	}
 }
@@ -192,6 +241,54 @@ func TestSummarizeMediansAndChecks(t *testing.T) {
 	r.summarize()
 	if r.Valid || r.Failures != 1 {
 		t.Errorf("a non-200 must invalidate the report: %+v", r)
+	}
+}
+
+// The auth targets pair with bare windows of their own: each ratio uses
+// only the bare window beside it, and has its own 0.85 target.
+func TestSummarizeAuthPairs(t *testing.T) {
+	r := &Report{}
+	for round := 1; round <= 3; round++ {
+		r.Runs = append(r.Runs,
+			RunResult{Round: round, Target: "bare-http", Proxy: "bare", Protocol: "http", Pair: "gatehouse-http", Requests: 1, RPS: 100, P99ms: 1},
+			RunResult{Round: round, Target: "gatehouse-http", Proxy: "gatehouse", Protocol: "http", Pair: "gatehouse-http", Requests: 1, RPS: 95, P99ms: 1},
+			RunResult{Round: round, Target: "bare-http+apikey", Proxy: "bare", Protocol: "http", Pair: "gatehouse-apikey", Requests: 1, RPS: 200, P99ms: 1},
+			RunResult{Round: round, Target: "gatehouse-apikey", Proxy: "gatehouse", Protocol: "http", Pair: "gatehouse-apikey", Requests: 1, RPS: 180, P99ms: 2},
+			RunResult{Round: round, Target: "gatehouse-jwt", Proxy: "gatehouse", Protocol: "http", Pair: "gatehouse-jwt", Requests: 1, RPS: 80, P99ms: 1},
+			RunResult{Round: round, Target: "bare-http", Proxy: "bare", Protocol: "http", Pair: "gatehouse-jwt", Requests: 1, RPS: 100, P99ms: 1}) // pairing follows Pair, not the name
+	}
+	r.summarize()
+	if len(r.Targets) != 5 || r.Targets[0].Target != "bare-http" || r.Targets[0].Requests != 6 || r.Targets[2].Target != "bare-http+apikey" ||
+		r.Targets[4].Target != "gatehouse-jwt" {
+		t.Fatalf("targets %+v", r.Targets)
+	}
+	want := map[string]float64{"gatehouse-http": 0.95, "gatehouse-apikey": 0.90, "gatehouse-jwt": 0.80}
+	if len(r.Ratios) != 3 {
+		t.Fatalf("ratios %+v", r.Ratios)
+	}
+	for _, ra := range r.Ratios {
+		if d := ra.Throughput - want[ra.Target]; d < -1e-9 || d > 1e-9 || len(ra.ThroughputRounds) != 3 || ra.Protocol != "http" {
+			t.Errorf("ratio %+v, want throughput %.2f", ra, want[ra.Target])
+		}
+	}
+	pass := map[string]bool{}
+	for _, c := range r.Checks {
+		if c.Name == "throughput ratio" {
+			pass[c.Target] = c.Pass
+		}
+		if c.Target == "gatehouse-apikey" && c.Name == "p99 ratio" && !c.Informational {
+			t.Errorf("auth p99 is for comparison only: %+v", c)
+		}
+	}
+	if !pass["gatehouse-http"] || !pass["gatehouse-apikey"] || pass["gatehouse-jwt"] || r.Met() {
+		t.Errorf("checks %+v", r.Checks)
+	}
+	var table strings.Builder
+	r.WriteTable(&table)
+	for _, want := range []string{"API key throughput ratio", "JWT     throughput ratio ≥ 0.85:  0.800  MISS"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
 	}
 }
 

@@ -4,9 +4,12 @@
 //
 // One Run starts, as separate processes: a fast upstream, a bare reverse
 // proxy (HTTP and TLS listeners) and `gatehouse serve` (HTTP and HTTPS
-// listeners). It then drives the four targets in interleaved rounds with
-// wrk (or a built-in Go load generator when wrk is not installed), so that
-// machine noise hits both sides alike, and takes medians across rounds.
+// listeners). It then drives the targets in interleaved rounds with wrk (or
+// a built-in Go load generator when wrk is not installed), so that machine
+// noise hits both sides alike, and takes medians across rounds. Each
+// Gatehouse target is paired with a bare-proxy window run back to back with
+// it: plain HTTP, TLS, and (unless Options.NoAuth) HTTP with an API key and
+// HTTP with an RS256 JWT, both checked against a required scope (auth.go).
 package bench
 
 import (
@@ -45,6 +48,9 @@ type Options struct {
 	TempDir string
 	// Log receives progress lines (nil: discarded).
 	Log io.Writer
+	// NoAuth leaves out the API-key and JWT targets (and the identity
+	// config they need).
+	NoAuth bool
 }
 
 func (o *Options) defaults() error {
@@ -90,15 +96,34 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// target is one thing to drive: a proxy over one protocol.
+// target is one thing to drive: a proxy over one protocol, with or
+// without a credential.
 type target struct {
 	name, proxy, proto string // e.g. "gatehouse-tls", "gatehouse", "tls"
 	url                string
 	proc               *proc // the proxy process, for its CPU time
+	// cred returns the credential header sent with every request (nil:
+	// none). It is called per window, so a token can be renewed.
+	cred func() (header, error)
+	// otherScope is a credential of the same kind without the scope the
+	// operation requires, which must be refused with 403.
+	otherScope func() (header, error)
+	// pair is the comparison a window belongs to, named by its Gatehouse
+	// target (set by roundOrder).
+	pair string
 }
 
-// benchPath is what every request asks for: an operation of the spec below.
-const benchPath = "/bench/items/42"
+// pairing is one comparison: a Gatehouse target and the bare target its
+// windows are paired with, run back to back in every round.
+type pairing struct{ bare, gh target }
+
+// benchPath is what every request of the plain targets asks for: the
+// operation benchOpPath of the spec below, under the /bench API. The auth
+// targets ask for the same operation under their own base paths.
+const (
+	benchOpPath = "/items/42"
+	benchPath   = "/bench" + benchOpPath
+)
 
 const benchSpec = `openapi: 3.1.0
 info: {title: gatehouse-bench, version: "1"}
@@ -141,11 +166,14 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		return nil, err
 	}
 	var procs []*proc
+	var auth *authSetup
 	defer func() {
-		// Proxies first, then the upstream they talk to; then the files.
+		// Proxies first, then the upstream and JWKS they talk to; then the
+		// files.
 		for i := len(procs) - 1; i >= 0; i-- {
 			procs[i].stop(10 * time.Second)
 		}
+		auth.close()
 		_ = os.RemoveAll(dir)
 	}()
 
@@ -162,6 +190,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(certPEM)
+	if !o.NoAuth {
+		if auth, err = newAuthSetup(dir); err != nil {
+			return nil, fmt.Errorf("set up the auth targets: %w", err)
+		}
+	}
 
 	fmt.Fprintf(o.Log, "gatehouse-bench: starting upstream, bare proxy and gatehouse in %s\n", dir)
 	up, line, err := startProc("upstream", filepath.Join(dir, "upstream.log"), self, nil,
@@ -198,9 +231,15 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			return nil, err
 		}
 		ghHTTP, ghHTTPS, ghAdmin = ports[0], ports[1], ports[2]
-		cfgFile, err := writeGatehouseConfig(dir, upstreamURL, ghHTTP, ghHTTPS, ghAdmin, certFile, keyFile)
+		cfgFile, err := writeGatehouseConfig(dir, upstreamURL, ghHTTP, ghHTTPS, ghAdmin, certFile, keyFile, auth)
 		if err != nil {
 			return nil, err
+		}
+		if auth != nil && auth.apiKey == "" {
+			// Into the store Gatehouse is about to open, closed again first.
+			if err := auth.issueKey(ctx, cfgFile); err != nil {
+				return nil, err
+			}
 		}
 		gp, _, err = startProc("gatehouse", filepath.Join(dir, "gatehouse.log"), gh,
 			[]string{"serve", "--config", cfgFile}, nil, false, 0)
@@ -219,24 +258,90 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 
 	metricsURL := "http://" + ghAdmin + "/metrics"
-	targets := []target{
-		{"bare-http", "bare", "http", "http://" + bareAddrs["http"] + benchPath, bare},
-		{"gatehouse-http", "gatehouse", "http", "http://" + ghHTTP + benchPath, gp},
-		{"bare-tls", "bare", "tls", "https://" + bareAddrs["https"] + benchPath, bare},
-		{"gatehouse-tls", "gatehouse", "tls", "https://" + ghHTTPS + benchPath, gp},
+	bareHTTP := target{name: "bare-http", proxy: "bare", proto: "http", url: "http://" + bareAddrs["http"] + benchPath, proc: bare}
+	bareTLS := target{name: "bare-tls", proxy: "bare", proto: "tls", url: "https://" + bareAddrs["https"] + benchPath, proc: bare}
+	pairs := []pairing{
+		{bareHTTP, target{name: "gatehouse-http", proxy: "gatehouse", proto: "http", url: "http://" + ghHTTP + benchPath, proc: gp}},
+		{bareTLS, target{name: "gatehouse-tls", proxy: "gatehouse", proto: "tls", url: "https://" + ghHTTPS + benchPath, proc: gp}},
 	}
-	for _, t := range targets {
-		if err := probe(ctx, t.url, roots); err != nil {
-			return nil, fmt.Errorf("%s does not answer 200 with the upstream's body, so there is nothing to measure: %w\n%s",
-				t.name, err, t.proc.logTail(10))
+	if auth != nil {
+		// Each auth target's bare windows send the same credential header
+		// to the same bare proxy, which passes it through unread (as
+		// Gatehouse does after checking it): both sides move the same bytes
+		// to the upstream, and the ratio is what checking costs. A baseline
+		// without the ~700-byte token would charge Gatehouse for the size
+		// of the request.
+		keyCred := func() (header, error) { return header{"X-API-Key", auth.apiKey}, nil }
+		jwtCred := func() (header, error) {
+			tok, err := auth.bearer()
+			return header{"Authorization", "Bearer " + tok}, err
 		}
+		bareKey, bareJWT := bareHTTP, bareHTTP
+		bareKey.name, bareKey.cred = "bare-http+apikey", keyCred
+		bareJWT.name, bareJWT.cred = "bare-http+jwt", jwtCred
+		pairs = append(pairs,
+			pairing{bareKey, target{name: "gatehouse-apikey", proxy: "gatehouse", proto: "http",
+				url: "http://" + ghHTTP + apiKeyBasePath + benchOpPath, proc: gp, cred: keyCred,
+				otherScope: func() (header, error) { return header{"X-API-Key", auth.otherKey}, nil }}},
+			pairing{bareJWT, target{name: "gatehouse-jwt", proxy: "gatehouse", proto: "http",
+				url: "http://" + ghHTTP + jwtBasePath + benchOpPath, proc: gp, cred: jwtCred,
+				otherScope: func() (header, error) {
+					tok, _, err := auth.mint(otherScope)
+					return header{"Authorization", "Bearer " + tok}, err
+				}}})
 	}
-
 	rep = &Report{Settings: Settings{
 		LoadGen: loadgen, Connections: o.Connections, Threads: o.Threads, Rounds: o.Rounds,
 		DurationSeconds: o.Duration.Seconds(), WarmupSeconds: max(o.Warmup, 0).Seconds(),
 		NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), Path: benchPath, BodyBytes: len(UpstreamBody),
+		Auth: auth != nil,
 	}}
+	probed := map[string]bool{}
+	for _, p := range pairs {
+		for _, t := range []target{p.bare, p.gh} {
+			if probed[t.name] {
+				continue
+			}
+			probed[t.name] = true
+			hdrs, err := t.headers()
+			if err != nil {
+				return nil, err
+			}
+			if err := probe(ctx, t.url, roots, hdrs); err != nil {
+				return nil, fmt.Errorf("%s does not answer 200 with the upstream's body, so there is nothing to measure: %w\n%s",
+					t.name, err, t.proc.logTail(10))
+			}
+			if t.otherScope == nil {
+				continue // not a Gatehouse auth target
+			}
+			// Without its credential the same request must be refused, or
+			// the target measures nothing an unauthenticated one does not.
+			status, challenge, err := probeStatus(ctx, t.url, roots, nil)
+			if err != nil {
+				return nil, fmt.Errorf("%s without a credential: %w", t.name, err)
+			}
+			if status != http.StatusUnauthorized || challenge == "" {
+				return nil, fmt.Errorf("%s answers %d (WWW-Authenticate %q) without a credential, want 401 with a challenge: auth is not on",
+					t.name, status, challenge)
+			}
+			// And a credential without the required scope gets 403: the
+			// scope check is on the measured path too.
+			other, err := t.otherScope()
+			if err != nil {
+				return nil, err
+			}
+			scopeStatus, _, err := probeStatus(ctx, t.url, roots, []header{other})
+			if err != nil {
+				return nil, fmt.Errorf("%s with a credential lacking %s: %w", t.name, benchScope, err)
+			}
+			if scopeStatus != http.StatusForbidden {
+				return nil, fmt.Errorf("%s answers %d to a credential lacking scope %s, want 403: the scope check is not on",
+					t.name, scopeStatus, benchScope)
+			}
+			rep.AuthProbes = append(rep.AuthProbes, AuthProbe{Target: t.name, Header: hdrs[0].Name,
+				WithStatus: http.StatusOK, WithoutStatus: status, Challenge: challenge, OtherScopeStatus: scopeStatus})
+		}
+	}
 	if loadgen == "wrk" {
 		rep.Settings.DurationSeconds = float64(max(int((o.Duration+time.Second-1)/time.Second), 1))
 	}
@@ -244,14 +349,18 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		loadgen, o.Connections, o.Rounds, o.Duration, max(o.Warmup, 0))
 
 	drive := func(t target, d time.Duration) (loadResult, error) {
-		s := loadSpec{URL: t.url, Connections: o.Connections, Threads: o.Threads, Duration: d, RootCAs: roots}
+		hdrs, err := t.headers()
+		if err != nil {
+			return loadResult{}, err
+		}
+		s := loadSpec{URL: t.url, Connections: o.Connections, Threads: o.Threads, Duration: d, RootCAs: roots, Headers: hdrs}
 		if loadgen == "wrk" {
 			return runWrk(ctx, wrkPath, s)
 		}
 		return runBuiltin(ctx, s), ctx.Err()
 	}
 	for round := 1; round <= o.Rounds; round++ {
-		for _, t := range roundOrder(targets, round) {
+		for _, t := range roundOrder(pairs, round) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -277,7 +386,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			}
 			after := snapCPU(ours, t.proc.pid())
 			r := RunResult{
-				Round: round, Target: t.name, Proxy: t.proxy, Protocol: t.proto,
+				Round: round, Target: t.name, Proxy: t.proxy, Protocol: t.proto, Pair: t.pair,
 				Requests: res.Requests, Errors: res.Errors, Non200: res.Non200, RPS: res.RPS,
 				P50ms: ms(res.P50), P99ms: ms(res.P99), Problems: res.Problems,
 			}
@@ -309,7 +418,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				r.Problems = append(r.Problems, "no request completed")
 			}
 			rep.Runs = append(rep.Runs, r)
-			fmt.Fprintf(o.Log, "  round %d/%d  %-15s %8.0f req/s  p50 %6.3fms  p99 %7.3fms  cpu %5.1fµs/req  other load %4.1f%%  %d requests, %d errors, %d non-200\n",
+			fmt.Fprintf(o.Log, "  round %d/%d  %-18s %8.0f req/s  p50 %6.3fms  p99 %7.3fms  cpu %5.1fµs/req  other load %4.1f%%  %d requests, %d errors, %d non-200\n",
 				round, o.Rounds, t.name, r.RPS, r.P50ms, r.P99ms, r.CPUusPerReq, r.OtherCPUPercent, r.Requests, r.Errors, r.Non200)
 			for _, p := range r.Problems {
 				fmt.Fprintf(o.Log, "      %s\n", p)
@@ -348,18 +457,33 @@ func snapCPU(ours []int, proxyPID int) cpuSnap {
 	return s
 }
 
-// roundOrder interleaves the targets: each proxy's HTTP and TLS run sit
-// next to the other proxy's, and which side goes first alternates per
-// round (ABBA), so a slow drift (thermal, a background job) does not favour
-// one side.
-func roundOrder(ts []target, round int) []target {
-	out := append([]target(nil), ts...)
-	if round%2 == 0 {
-		for i := 0; i+1 < len(out); i += 2 {
-			out[i], out[i+1] = out[i+1], out[i]
+// roundOrder interleaves the targets: each Gatehouse window sits next to
+// the bare window it is paired with, and which side goes first alternates
+// per round (ABBA), so a slow drift (thermal, a background job) does not
+// favour one side. Every window is tagged with its pair's Gatehouse target.
+func roundOrder(ps []pairing, round int) []target {
+	out := make([]target, 0, 2*len(ps))
+	for _, p := range ps {
+		a, b := p.bare, p.gh
+		a.pair, b.pair = p.gh.name, p.gh.name
+		if round%2 == 0 {
+			a, b = b, a
 		}
+		out = append(out, a, b)
 	}
 	return out
+}
+
+// headers returns the credential header to send, if any.
+func (t target) headers() ([]header, error) {
+	if t.cred == nil {
+		return nil, nil
+	}
+	h, err := t.cred()
+	if err != nil {
+		return nil, fmt.Errorf("%s credential: %w", t.name, err)
+	}
+	return []header{h}, nil
 }
 
 func pickLoadGen(want string) (name, wrkPath string, err error) {
@@ -401,13 +525,13 @@ func freePorts(n int) ([]string, error) {
 	return out, nil
 }
 
-func writeGatehouseConfig(dir, upstream, httpAddr, httpsAddr, adminAddr, cert, key string) (string, error) {
+func writeGatehouseConfig(dir, upstream, httpAddr, httpsAddr, adminAddr, cert, key string, auth *authSetup) (string, error) {
 	spec := filepath.Join(dir, "spec.yaml")
 	if err := os.WriteFile(spec, []byte(benchSpec), 0o600); err != nil {
 		return "", err
 	}
-	// The one operation is public: the benchmark measures the pipeline as
-	// it stands, without credentials to verify.
+	// Under /bench the operation is public: the pipeline as it stands,
+	// without credentials to verify. The auth APIs (auth != nil) follow.
 	cfg := fmt.Sprintf(`version: 1
 listen:
   http: %s
@@ -426,6 +550,9 @@ apis:
     policies:
       - {operation: "*", public: true}
 `, httpAddr, httpsAddr, cert, key, adminAddr, filepath.Join(dir, "gh.db"), spec, upstream)
+	if auth != nil {
+		cfg += auth.configAPIs(spec, upstream) + auth.configSections()
+	}
 	file := filepath.Join(dir, "gatehouse.yaml")
 	return file, os.WriteFile(file, []byte(cfg), 0o600)
 }
@@ -453,42 +580,73 @@ func waitReady(ctx context.Context, p *proc, url string, timeout time.Duration) 
 	return fmt.Errorf("gatehouse not ready at %s after %s:\n%s", url, timeout, p.logTail(30))
 }
 
-// probe checks that a target answers 200 with the upstream's exact body.
-func probe(ctx context.Context, url string, roots *x509.CertPool) error {
-	client := &http.Client{
+// probeClient is a client for one-off checks: trusts roots, follows no
+// redirect.
+func probeClient(roots *x509.CertPool) *http.Client {
+	return &http.Client{
 		Timeout:   5 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, Proxy: nil},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
 	}
+}
+
+// get does one GET with hdrs and returns the status, the WWW-Authenticate
+// challenge and (the first 64 KiB of) the body.
+func get(ctx context.Context, client *http.Client, url string, hdrs []header) (int, string, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	for _, h := range hdrs {
+		req.Header.Add(h.Name, h.Value)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body, err
+}
+
+// probeAttempts bounds probe's retries, 200 ms apart: connection errors
+// and 503 (a JWT issuer whose keys are still being fetched) are retried.
+const probeAttempts = 25
+
+// probe checks that a target answers 200 with the upstream's exact body.
+func probe(ctx context.Context, url string, roots *x509.CertPool, hdrs []header) error {
+	client := probeClient(roots)
 	defer client.CloseIdleConnections()
 	var last error
-	for range 3 {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			last = err
-			time.Sleep(200 * time.Millisecond)
-			continue
-		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
+	for range probeAttempts {
+		status, _, body, err := get(ctx, client, url, hdrs)
 		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
 		case err != nil:
 			last = err
-		case resp.StatusCode != http.StatusOK:
-			return fmt.Errorf("GET %s: status %d: %s", url, resp.StatusCode, strings.TrimSpace(string(body)))
+		case status == http.StatusServiceUnavailable:
+			last = fmt.Errorf("status %d: %s", status, strings.TrimSpace(string(body)))
+		case status != http.StatusOK:
+			return fmt.Errorf("GET %s: status %d: %s", url, status, strings.TrimSpace(string(body)))
 		case string(body) != UpstreamBody:
 			return fmt.Errorf("GET %s: body is not the upstream's: %.200s", url, body)
 		default:
 			return nil
 		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("GET %s: %w", url, last)
+}
+
+// probeStatus returns the status and challenge a target answers with hdrs.
+func probeStatus(ctx context.Context, url string, roots *x509.CertPool, hdrs []header) (int, string, error) {
+	client := probeClient(roots)
+	defer client.CloseIdleConnections()
+	status, challenge, _, err := get(ctx, client, url, hdrs)
+	return status, challenge, err
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -20,7 +20,13 @@ type loadSpec struct {
 	Threads     int // wrk only
 	Duration    time.Duration
 	RootCAs     *x509.CertPool // trusted for https targets (the built-in generator verifies)
+	// Headers are sent with every request (a credential for the auth
+	// targets), in order.
+	Headers []header
 }
+
+// header is one request header field.
+type header struct{ Name, Value string }
 
 // loadResult is what one measured run produced.
 type loadResult struct {
@@ -85,6 +91,9 @@ func runBuiltin(ctx context.Context, s loadSpec) loadResult {
 				o.errors++
 				o.errs = append(o.errs, err.Error())
 				return
+			}
+			for _, h := range s.Headers {
+				req.Header.Add(h.Name, h.Value)
 			}
 			for n := 0; n < maxRequestsPerConn && time.Now().Before(deadline) && ctx.Err() == nil; n++ {
 				t0 := time.Now()

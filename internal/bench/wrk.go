@@ -7,6 +7,7 @@ import (
 	"math"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,8 +21,16 @@ func runWrk(ctx context.Context, wrk string, s loadSpec) (loadResult, error) {
 	threads := min(max(s.Threads, 1), s.Connections)
 	args := []string{
 		"-t" + strconv.Itoa(threads), "-c" + strconv.Itoa(s.Connections),
-		"-d" + strconv.Itoa(secs) + "s", "--timeout", "5s", "--latency", s.URL,
+		"-d" + strconv.Itoa(secs) + "s", "--timeout", "5s", "--latency",
 	}
+	// shown is args for messages: header values are credentials.
+	shown := slices.Clone(args)
+	for _, h := range s.Headers {
+		args = append(args, "-H", h.Name+": "+h.Value)
+		shown = append(shown, "-H", h.Name+": [redacted]")
+	}
+	args = append(args, s.URL)
+	shown = append(shown, s.URL)
 	// A hung wrk must not hang the harness: it gets its window plus slack.
 	wctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
 	defer cancel()
@@ -34,7 +43,7 @@ func runWrk(ctx context.Context, wrk string, s loadSpec) (loadResult, error) {
 		if ctx.Err() != nil {
 			return loadResult{}, ctx.Err()
 		}
-		return loadResult{}, fmt.Errorf("wrk %s: %v: %s%s", strings.Join(args, " "), err, errb.String(), out.String())
+		return loadResult{}, fmt.Errorf("wrk %s: %v: %s%s", strings.Join(shown, " "), err, errb.String(), out.String())
 	}
 	res, err := parseWrk(out.String())
 	if err != nil {

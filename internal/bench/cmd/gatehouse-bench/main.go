@@ -4,6 +4,7 @@
 //
 //	go run ./internal/bench/cmd/gatehouse-bench                 # wrk if installed
 //	go run ./internal/bench/cmd/gatehouse-bench -loadgen builtin -rounds 3 -json
+//	go run ./internal/bench/cmd/gatehouse-bench -auth=false      # no API-key/JWT rows
 //
 // Exit status: 0 when the run was valid (even if a target was missed,
 // unless -strict), 1 when any measured request failed, a flag value is out
@@ -30,9 +31,9 @@ func main() {
 	bench.RunRoleFromEnv()
 
 	var o bench.Options
-	var asJSON, strict bool
+	var asJSON, strict, auth bool
 	flag.StringVar(&o.Gatehouse, "gatehouse", "bin/gatehouse", "gatehouse binary to benchmark")
-	flag.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds over the four targets")
+	flag.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds over the targets")
 	flag.DurationVar(&o.Duration, "duration", 3*time.Second, "measured window per target and round (wrk rounds up to whole seconds)")
 	flag.DurationVar(&o.Warmup, "warmup", time.Second, "unmeasured load before each window (0: none)")
 	flag.IntVar(&o.Connections, "connections", 32, "concurrent keep-alive connections")
@@ -40,6 +41,7 @@ func main() {
 	flag.StringVar(&o.LoadGen, "loadgen", "auto", "load generator: auto (wrk if installed), wrk, builtin")
 	flag.BoolVar(&asJSON, "json", false, "print the report as JSON on stdout (progress still goes to stderr)")
 	flag.BoolVar(&strict, "strict", false, "exit 1 when a performance target is missed")
+	flag.BoolVar(&auth, "auth", true, "also measure API-key and JWT (RS256) authentication with a scope check")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "gatehouse-bench: unexpected arguments %q\n", flag.Args())
@@ -49,6 +51,7 @@ func main() {
 		o.Warmup = -1 // an explicit -warmup 0 means none, not the default
 	}
 	o.Log = os.Stderr
+	o.NoAuth = !auth
 
 	// Ctrl-C or SIGTERM cancels the run; Run stops every child and removes
 	// its temp dir before returning. A second Ctrl-C kills us outright, and
