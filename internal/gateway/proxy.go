@@ -162,6 +162,14 @@ func prepareUpstream(r *http.Request, up *upstream, c *call) {
 	// The verified identity, in headers the upstream can trust because the
 	// pipeline strips every client-sent X-Gatehouse-* header.
 	if p := c.principal; p != nil {
+		if p.Kind == "apikey" {
+			// The key is the caller's secret for the gateway; the upstream
+			// gets the verified identity instead, never the key.
+			delete(h, "X-Api-Key")
+			if a := h.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "apikey ") {
+				delete(h, "Authorization")
+			}
+		}
 		v[2], v[3], v[4] = p.Consumer, p.Kind, strings.Join(p.Scopes, " ")
 		h["X-Gatehouse-Consumer"], h["X-Gatehouse-Auth"], h["X-Gatehouse-Scopes"] = v[2:3:3], v[3:4:4], v[4:5:5]
 		if p.Partner != "" {
