@@ -16,9 +16,8 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/authn/apikey"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/store"
-	"github.com/gatehouse/gatehouse/internal/store/postgres"
-	"github.com/gatehouse/gatehouse/internal/store/sqlite"
 )
 
 // keyWarning goes with every plaintext key the CLI prints.
@@ -338,7 +337,7 @@ func withKeys(cmd *cobra.Command, f *keysFlags, needPepper bool, fn func(context
 		}
 	}
 	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	st, err := openKeyStore(octx, cfg.Store)
+	st, err := server.OpenStore(octx, cfg.Store)
 	cancel()
 	if err != nil {
 		return err
@@ -350,22 +349,6 @@ func withKeys(cmd *cobra.Command, f *keysFlags, needPepper bool, fn func(context
 		return err
 	}
 	return fn(ctx, &keysEnv{cfg: cfg, st: st, svc: svc})
-}
-
-// openKeyStore opens the configured store, as serve does.
-func openKeyStore(ctx context.Context, c config.Store) (store.Store, error) {
-	if c.Postgres != "" {
-		st, err := postgres.Open(ctx, c.Postgres)
-		if err != nil {
-			return nil, fmt.Errorf("open PostgreSQL store: %w", err)
-		}
-		return st, nil
-	}
-	st, err := sqlite.Open(ctx, c.SQLite)
-	if err != nil {
-		return nil, fmt.Errorf("open SQLite store %s: %w", c.SQLite, err)
-	}
-	return st, nil
 }
 
 type newKeyJSON struct {

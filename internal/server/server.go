@@ -86,7 +86,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	s.store, err = openStore(sctx, cfg.Store)
+	s.store, err = OpenStore(sctx, cfg.Store)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +165,9 @@ func (s *Server) startRevocations(ctx context.Context, cfg *config.Config) error
 	return nil
 }
 
-func openStore(ctx context.Context, c config.Store) (store.Store, error) {
+// OpenStore opens the store a config names (SQLite by default, PostgreSQL
+// when configured); the CLI uses it too, so both open stores the same way.
+func OpenStore(ctx context.Context, c config.Store) (store.Store, error) {
 	if c.Postgres != "" {
 		st, err := postgres.Open(ctx, c.Postgres)
 		if err != nil {
