@@ -263,6 +263,9 @@ func (s *Server) Reload(ctx context.Context) error {
 		if errors.As(err, &ps) {
 			ps.Sort()
 			for _, p := range ps {
+				if p.Warning {
+					continue // warnings do not reject a config; they are logged when one applies
+				}
 				s.log.Error("config rejected; keeping the running config", "problem", p.String())
 			}
 		} else {
@@ -278,11 +281,13 @@ func (s *Server) Reload(ctx context.Context) error {
 	} else {
 		s.log.Error("admin token not reloaded", "error", err.Error())
 	}
+	// Counted before the swap so that anyone who sees the new config also
+	// sees the success in the metric.
+	s.metrics.ConfigReloads.WithLabelValues("success").Inc()
 	s.apply(ctx, rt)
 	if s.watcher != nil {
 		s.watcher.set(watchedFiles(rt))
 	}
-	s.metrics.ConfigReloads.WithLabelValues("success").Inc()
 	s.log.Info("config reloaded", "apis", len(rt.Registry.APIs))
 	return nil
 }
