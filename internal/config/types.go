@@ -38,6 +38,8 @@ type Config struct {
 
 	APIs []API `yaml:"apis"`
 
+	Governance Governance `yaml:"governance"`
+
 	// Files are the files this config was loaded from, in load order.
 	Files []string `yaml:"-"`
 	// Dir is the data directory default base (the first file's directory).
@@ -115,9 +117,14 @@ type API struct {
 	Sensitivity string   `yaml:"sensitivity"`
 	Lifecycle   string   `yaml:"lifecycle"`
 	Reviewed    Reviewed `yaml:"reviewed"`
-	Spec        string   `yaml:"spec"`
-	Upstream    string   `yaml:"upstream"`
-	Route       APIRoute `yaml:"route"`
+	// Registry metadata (see lifecycle.go).
+	UseCase     string      `yaml:"use_case"`
+	Criticality string      `yaml:"criticality"`
+	DataFlows   []DataFlow  `yaml:"data_flows"`
+	Deprecation Deprecation `yaml:"deprecation"`
+	Spec        string      `yaml:"spec"`
+	Upstream    string      `yaml:"upstream"`
+	Route       APIRoute    `yaml:"route"`
 
 	// Auth lists the ways a caller may authenticate, any one of which
 	// suffices: apikey, jwt:<issuer>, introspect:<name>, token (Gatehouse's

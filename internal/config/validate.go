@@ -177,6 +177,7 @@ func validate(c *Config, rep *Reporter) {
 	seen := map[string]int{}
 	for i := range c.APIs {
 		validateAPI(rep, i, &c.APIs[i], seen)
+		validateLifecycle(rep, c, i, time.Now())
 	}
 	validateIdentity(c, rep)
 }
@@ -218,7 +219,7 @@ func validateAPI(rep *Reporter, i int, a *API, seen map[string]int) {
 			rep.Errorf(ptr+"/reviewed/on", "not a date (YYYY-MM-DD)")
 		}
 	}
-	if a.Owner.Team == "" {
+	if a.Owner.Team == "" && !(a.Lifecycle == "active" && (a.Exposure == "public" || a.Exposure == "partner")) {
 		rep.Warnf(ptr+"/owner", "API %s %s has no owner team: every API needs someone who answers for it", a.Name, a.Version)
 	}
 }

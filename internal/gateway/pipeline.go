@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/authn"
 	"github.com/gatehouse/gatehouse/internal/authz"
+	"github.com/gatehouse/gatehouse/internal/govern"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/route"
@@ -28,6 +29,8 @@ type Gateway struct {
 	log     *slog.Logger
 
 	id *Identity
+	// deprecations counts who still calls deprecated versions (across reloads).
+	deprecations *govern.Tracker
 
 	mu         sync.Mutex
 	transports map[transportKey]*http.Transport
@@ -42,6 +45,7 @@ func New(m *metrics.Metrics, log *slog.Logger) *Gateway {
 		transports: map[transportKey]*http.Transport{},
 		series:     map[string]*metrics.OperationSeries{},
 	}
+	g.deprecations = govern.NewTracker(m.Registry, log, govern.TrackerOptions{})
 	g.SetIdentity(IdentityDeps{})
 	return g
 }
@@ -51,8 +55,12 @@ func New(m *metrics.Metrics, log *slog.Logger) *Gateway {
 func (g *Gateway) Swap(rt *Runtime) *Runtime {
 	old := g.runtime.Swap(rt)
 	g.commitIdentity(rt.Config, rt.identity)
+	g.deprecations.SetAlertWindow(rt.Config.Governance.SunsetAlert.D())
 	return old
 }
+
+// Deprecations is the tracker of calls to deprecated API versions.
+func (g *Gateway) Deprecations() *govern.Tracker { return g.deprecations }
 
 // Runtime returns the Runtime currently serving.
 func (g *Gateway) Runtime() *Runtime { return g.runtime.Load() }
@@ -164,6 +172,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op = res.Handler.(*Operation)
 	c.api, c.operation = op.API.Config.Name, op.ID
 	up := op.upstream
+	if lc := up.lifecycle; lc != nil {
+		// A deprecated version says so on every answer; past its sunset
+		// it is gone for everyone, authenticated or not.
+		lc.announce(sw.Header())
+		if lc.gone(start) {
+			g.deny(sw, c, ProbGone, "route", "sunset", lc.goneDetail)
+			return
+		}
+	}
 
 	// 3. waf: network allow and deny lists (the WAF proper comes later).
 	var clientAddr netip.Addr
@@ -237,6 +254,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d := op.policy.Authorize(p, in); !d.Allow {
 		g.forbidden(sw, c, op, p, d)
 		return
+	}
+	if lc := up.lifecycle; lc != nil && p != nil {
+		g.deprecations.Observe(govern.Caller{API: c.api, Version: lc.version, Consumer: p.Consumer, Partner: p.Partner}, lc.sunset, start)
 	}
 
 	// 7. limit: backend protection (rate limits and quotas come later).

@@ -108,7 +108,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.startCfg = cfg
 
 	s.admin = admin.New(admin.Options{Metrics: s.metrics, Store: s.store, Ready: s.ready.Load, Reload: s.Reload,
-		Revoke: s.revocations.Revoke,
+		Revoke:       s.revocations.Revoke,
+		Deprecations: s.gw.Deprecations().Usage,
 		// The key service is rebuilt when the pepper changes: look it up per call.
 		Keys: admin.DynamicKeys(func() admin.KeyService {
 			if k := s.gw.Keys(); k != nil {
