@@ -18,6 +18,25 @@ type Governance struct {
 	// SunsetAlert: a partner still calling a version this close to its
 	// sunset raises an alert (default 30 days).
 	SunsetAlert Duration `yaml:"sunset_alert"`
+	// Thresholds of `gatehouse audit` (defaults in govern.DefaultPolicy).
+	UnusedAfter      Duration `yaml:"unused_after"`
+	RotateAfter      Duration `yaml:"rotate_after"`
+	ExpiryWarning    Duration `yaml:"expiry_warning"`
+	OrphanAfter      Duration `yaml:"orphan_after"`
+	AdminTokenMaxAge Duration `yaml:"admin_token_max_age"`
+}
+
+// SecurityContact is who a partner wants told about a security incident.
+type SecurityContact struct {
+	Email   string `yaml:"email"`
+	Webhook string `yaml:"webhook"`
+}
+
+// Contract is what a partner agreed to.
+type Contract struct {
+	SLA               string `yaml:"sla"`
+	BreachNoticeHours int    `yaml:"breach_notice_hours"`
+	AuditRights       *bool  `yaml:"audit_rights"`
 }
 
 // DataFlow names a system an API reads from or writes to.

@@ -255,6 +255,10 @@ type Partner struct {
 	// MTLS: client certificates of this partner's consumers chain to
 	// ClientCA; Pins optionally restricts them to given SPKI SHA-256 hashes.
 	MTLS PartnerMTLS `yaml:"mtls"`
+	// SecurityContact and Contract are governance metadata: who hears of
+	// an incident, and what the partner agreed to.
+	SecurityContact SecurityContact `yaml:"security_contact"`
+	Contract        Contract        `yaml:"contract"`
 }
 
 // PartnerMTLS is a partner's client-certificate trust.

@@ -30,6 +30,7 @@ type Store interface {
 	RegistryStore
 	CredentialStore
 	RevocationStore
+	FindingStore
 }
 
 // RegistryStore keeps the API inventory as it was last loaded from config.
@@ -158,4 +159,33 @@ type Revocation struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time // zero: never expires
 	CreatedBy string
+}
+
+// FindingStore keeps governance findings (gatehouse audit) across runs, so
+// trends are visible: when a problem first appeared, when it was last seen
+// and when it was resolved.
+type FindingStore interface {
+	// SyncFindings records one audit run at now. Findings in fs are opened
+	// (FirstSeen = LastSeen = now) or refreshed (LastSeen, Severity, Title,
+	// Evidence and Fix updated; a resolved one reopens with ResolvedAt
+	// cleared and its FirstSeen kept). Open findings absent from fs are
+	// resolved at now. (Rule, Subject) identifies a finding; duplicates in
+	// fs count once.
+	SyncFindings(ctx context.Context, now time.Time, fs []Finding) (opened, resolved int, err error)
+	// ListFindings returns findings ordered by Rule then Subject; resolved
+	// ones only when includeResolved.
+	ListFindings(ctx context.Context, includeResolved bool) ([]Finding, error)
+}
+
+// Finding is one governance problem about one subject.
+type Finding struct {
+	Rule       string // stable rule ID, e.g. GH-CRED-UNUSED
+	Subject    string // what it is about, e.g. credential:3fQk9ZtB1xW7pLmA
+	Severity   string // low | medium | high | critical
+	Title      string
+	Evidence   string
+	Fix        string
+	FirstSeen  time.Time
+	LastSeen   time.Time
+	ResolvedAt time.Time // zero: open
 }
