@@ -184,10 +184,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// 3. waf: network allow and deny lists (the WAF proper comes later).
 	var clientAddr netip.Addr
-	if len(rt.ipDeny) > 0 || len(up.ipAllow) > 0 || len(up.ipDeny) > 0 || len(rt.partnerNets) > 0 {
+	revs := rt.identity.revocations
+	if len(rt.ipDeny) > 0 || len(up.ipAllow) > 0 || len(up.ipDeny) > 0 || len(rt.partnerNets) > 0 || revs.Blocking() {
 		clientAddr, _ = netip.ParseAddr(c.clientIP)
 		if inAny(rt.ipDeny, clientAddr) || inAny(up.ipDeny, clientAddr) {
 			g.deny(sw, c, ProbForbidden, "waf", "ip_denied", "Requests from this address are not accepted.")
+			return
+		}
+		if revs.BlockedIP(clientAddr) {
+			// Blocked by an incident, cluster-wide (gatehouse incident open --block-ips).
+			g.deny(sw, c, ProbForbidden, "waf", "ip_blocked", "Requests from this address are not accepted.")
 			return
 		}
 		if len(up.ipAllow) > 0 && !inAny(up.ipAllow, clientAddr) {

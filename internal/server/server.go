@@ -144,10 +144,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 
 // startRevocations loads the revocation list and keeps it in sync with the
 // store (and with other replicas through Redis, when configured).
+// RedisPrefix namespaces Gatehouse's Redis keys and channels; every
+// replica and the CLI use it.
+const RedisPrefix = "gatehouse:"
+
 func (s *Server) startRevocations(ctx context.Context, cfg *config.Config) error {
 	o := revoke.Options{Poll: cfg.Identity.RevocationPoll.D(), Logger: s.log}
 	if cfg.Redis != "" {
-		n, err := revoke.NewRedisNotifier(cfg.Redis, "gatehouse:", s.log)
+		n, err := revoke.NewRedisNotifier(cfg.Redis, RedisPrefix, s.log)
 		if err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}

@@ -31,6 +31,7 @@ type Store interface {
 	CredentialStore
 	RevocationStore
 	FindingStore
+	IncidentStore
 }
 
 // RegistryStore keeps the API inventory as it was last loaded from config.
@@ -140,6 +141,12 @@ type RevocationStore interface {
 	// PurgeExpiredRevocations deletes entries whose ExpiresAt is before now and
 	// returns how many were deleted.
 	PurgeExpiredRevocations(ctx context.Context, now time.Time) (int64, error)
+	// LiftRevocation ends the entry (kind, subject) at at (normally now):
+	// its ExpiresAt becomes at, Reason and CreatedBy record who lifted it
+	// and why, and it gets a new Seq so polling replicas see the change.
+	// This is the one way an entry is shortened: an explicit re-enable
+	// after an incident. ErrNotFound when there is no such entry.
+	LiftRevocation(ctx context.Context, kind, subject string, at time.Time, by, reason string) error
 }
 
 // Revocation kinds.
@@ -148,6 +155,8 @@ const (
 	RevokeToken      = "jti"
 	RevokeConsumer   = "consumer"
 	RevokePartner    = "partner"
+	// RevokeNetwork blocks client addresses: the subject is a CIDR.
+	RevokeNetwork = "network"
 )
 
 // Revocation is one entry of the revocation list.
@@ -188,4 +197,42 @@ type Finding struct {
 	FirstSeen  time.Time
 	LastSeen   time.Time
 	ResolvedAt time.Time // zero: open
+}
+
+// IncidentStore keeps security incidents and their timelines.
+type IncidentStore interface {
+	// CreateIncident stores inc (ID must be new: ErrConflict otherwise)
+	// with its initial events.
+	CreateIncident(ctx context.Context, inc Incident) error
+	// AddIncidentEvent appends to an incident's timeline (ErrNotFound if
+	// there is no such incident).
+	AddIncidentEvent(ctx context.Context, id string, ev IncidentEvent) error
+	// CloseIncident marks it closed at at by by, adding a "closed" event
+	// with note. Closing a closed incident is ErrConflict.
+	CloseIncident(ctx context.Context, id string, at time.Time, by, note string) error
+	// GetIncident returns one incident with its timeline in order.
+	GetIncident(ctx context.Context, id string) (Incident, error)
+	// ListIncidents returns incidents newest first, without timelines;
+	// only open ones unless all.
+	ListIncidents(ctx context.Context, all bool) ([]Incident, error)
+}
+
+// Incident is a security incident against one scope.
+type Incident struct {
+	ID       string
+	Scope    string // partner | consumer | credential
+	Subject  string
+	Reason   string
+	OpenedAt time.Time
+	OpenedBy string
+	ClosedAt time.Time // zero: open
+	Events   []IncidentEvent
+}
+
+// IncidentEvent is one line of an incident's timeline.
+type IncidentEvent struct {
+	At     time.Time
+	Actor  string
+	Action string // opened, revoked, blocked, notified, note, lifted, closed, ...
+	Detail string
 }

@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Credentials", credentialTests},
 		{"Revocations", revocationTests},
 		{"Findings", findingTests},
+		{"Incidents", incidentTests},
 		{"Context", []test{{"canceled", testCanceled}, {"deadline", testDeadline}}},
 		{"Concurrency", concurrencyTests},
 	}
