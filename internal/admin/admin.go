@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/detect"
 	"github.com/gatehouse/gatehouse/internal/gateway"
 	"github.com/gatehouse/gatehouse/internal/govern"
 	"github.com/gatehouse/gatehouse/internal/metrics"
@@ -47,6 +48,8 @@ type Options struct {
 	// Deprecations lists who still calls deprecated API versions
 	// (GET /v1/deprecations); nil leaves the route out.
 	Deprecations func() []govern.Usage
+	// Alerts serves /v1/alerts (list, ack, revert); nil leaves them out.
+	Alerts *detect.Manager
 }
 
 // New builds the admin handler.
@@ -62,6 +65,9 @@ func New(o Options) *Server {
 	}
 	if o.Keys != nil {
 		s.routeKeys(o.Keys)
+	}
+	if o.Alerts != nil {
+		s.routeAlerts(o.Alerts)
 	}
 	if o.Deprecations != nil {
 		s.mux.Handle("GET /v1/deprecations", s.authorized(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

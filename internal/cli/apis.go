@@ -1,7 +1,7 @@
 package cli
 
 import (
-		"errors"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -190,7 +190,9 @@ func newAPIsShowCmd(cfgPath *string) *cobra.Command {
 
 func printAPI(w io.Writer, v apiView) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(k, val string) { fmt.Fprintf(tw, "%s:\t%s\n", k, dash(strings.TrimSpace(strings.TrimSuffix(val, "<>")))) }
+	row := func(k, val string) {
+		fmt.Fprintf(tw, "%s:\t%s\n", k, dash(strings.TrimSpace(strings.TrimSuffix(val, "<>"))))
+	}
 	row("API", v.Name+" "+v.Version)
 	row("Description", v.Description)
 	row("Use case", v.UseCase)

@@ -222,10 +222,10 @@ func newIncidentNoteCmd(cfgPath *string) *cobra.Command {
 func newIncidentCloseCmd(cfgPath *string) *cobra.Command {
 	var note, actorName string
 	cmd := &cobra.Command{
-		Use:   "close ID [--note TEXT]",
-		Short: "Close an incident (access stays revoked; see restore)",
+		Use:     "close ID [--note TEXT]",
+		Short:   "Close an incident (access stays revoked; see restore)",
 		Example: `  gatehouse incident close inc-20261127-abc123 --note "keys rotated, root cause fixed"`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withIncidents(cmd, *cfgPath, func(ctx context.Context, svc *incident.Service) error {
 				if err := svc.Close(ctx, args[0], actor(actorName), note); err != nil {
@@ -315,4 +315,3 @@ func incidentsJSON(list []store.Incident) []incidentJSON {
 	}
 	return out
 }
-

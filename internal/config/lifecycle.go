@@ -192,3 +192,34 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// Detection configures anomaly detection and alerting.
+type Detection struct {
+	// Enabled defaults to true.
+	Enabled *bool `yaml:"enabled"`
+	// Responses maps a detector to an automatic response: block_ip or
+	// suspend_credential (temporary, cluster-wide, reversible).
+	Responses   map[string]string `yaml:"responses"`
+	ResponseTTL Duration          `yaml:"response_ttl"`
+	Webhooks    []AlertWebhook    `yaml:"webhooks"`
+	Thresholds  DetectThresholds  `yaml:"thresholds"`
+}
+
+// AlertWebhook receives alerts.
+type AlertWebhook struct {
+	URL         string `yaml:"url"`
+	Format      string `yaml:"format"` // slack | json
+	MinSeverity string `yaml:"min_severity"`
+}
+
+// DetectThresholds override the detectors' defaults (zero: default).
+type DetectThresholds struct {
+	AuthFailIP       int      `yaml:"auth_fail_ip"`
+	AuthFailConsumer int      `yaml:"auth_fail_consumer"`
+	Enumeration      int      `yaml:"enumeration"`
+	IDWalk           int      `yaml:"id_walk"`
+	SpikeMin         float64  `yaml:"spike_min"`
+	VolumeMinBytes   float64  `yaml:"volume_min_bytes"`
+	NoveltyWarmup    Duration `yaml:"novelty_warmup"`
+	HoursWarmup      Duration `yaml:"hours_warmup"`
+}

@@ -39,6 +39,7 @@ type Config struct {
 	APIs []API `yaml:"apis"`
 
 	Governance Governance `yaml:"governance"`
+	Detection  Detection  `yaml:"detection"`
 
 	// Files are the files this config was loaded from, in load order.
 	Files []string `yaml:"-"`

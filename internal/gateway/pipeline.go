@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/authn"
 	"github.com/gatehouse/gatehouse/internal/authz"
+	"github.com/gatehouse/gatehouse/internal/detect"
 	"github.com/gatehouse/gatehouse/internal/govern"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/oauth"
@@ -31,6 +32,8 @@ type Gateway struct {
 	id *Identity
 	// deprecations counts who still calls deprecated versions (across reloads).
 	deprecations *govern.Tracker
+	// detector receives every finished request (nil: detection off).
+	detector atomic.Pointer[detect.Engine]
 
 	mu         sync.Mutex
 	transports map[transportKey]*http.Transport
@@ -58,6 +61,9 @@ func (g *Gateway) Swap(rt *Runtime) *Runtime {
 	g.deprecations.SetAlertWindow(rt.Config.Governance.SunsetAlert.D())
 	return old
 }
+
+// SetDetector hands every finished request to en (nil stops it).
+func (g *Gateway) SetDetector(en *detect.Engine) { g.detector.Store(en) }
 
 // Deprecations is the tracker of calls to deprecated API versions.
 func (g *Gateway) Deprecations() *govern.Tracker { return g.deprecations }
@@ -96,7 +102,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := callPool.Get().(*call)
 	*c = call{}
 	sw := statusWriterPool.Get().(*statusWriter)
-	sw.ResponseWriter, sw.status, sw.wrote, sw.call = w, 0, false, c
+	sw.ResponseWriter, sw.status, sw.wrote, sw.bytes, sw.call = w, 0, false, 0, c
 	g.metrics.InFlight.Inc()
 	var op *Operation
 	defer func() {
@@ -306,6 +312,9 @@ func (g *Gateway) record(c *call, op *Operation, sw *statusWriter, start time.Ti
 	if status == 0 {
 		status = http.StatusOK
 	}
+	if en := g.detector.Load(); en != nil {
+		en.Observe(detectEvent(c, op, status, sw.bytes, start))
+	}
 	if c.denyStage != "" {
 		g.metrics.Denials.WithLabelValues(c.denyStage, c.denyReason).Inc()
 		g.metrics.Requests.WithLabelValues(c.api, c.operation, metrics.StatusClass(status), metrics.DecisionDeny).Inc()
@@ -432,6 +441,7 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	bytes  int64 // body bytes written
 	call   *call // the request's state, for the proxy's error handler
 }
 
@@ -448,7 +458,9 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	if !s.wrote {
 		s.status, s.wrote = http.StatusOK, true
 	}
-	return s.ResponseWriter.Write(b)
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
 }
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
@@ -482,4 +494,21 @@ func (g *Gateway) countAbort(c *call, op *Operation) {
 		}
 		panic(rec)
 	}
+}
+
+// detectEvent is the request as the anomaly detectors see it.
+func detectEvent(c *call, op *Operation, status int, bytesOut int64, start time.Time) detect.Event {
+	e := detect.Event{Time: start, Status: status, Stage: c.denyStage, Reason: c.denyReason, BytesOut: bytesOut}
+	e.ClientIP, _ = netip.ParseAddr(c.clientIP)
+	if p := c.principal; p != nil {
+		e.Consumer, e.Partner, e.Credential = p.Consumer, p.Partner, p.CredentialID
+	}
+	if op != nil {
+		e.API, e.Version, e.Operation = op.API.Config.Name, op.API.Config.Version, op.ID
+		e.Deprecated = op.API.Config.Lifecycle == "deprecated"
+		if n := c.params.Len(); n > 0 {
+			_, e.ObjectID = c.params.At(n - 1)
+		}
+	}
+	return e
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/detect"
 	"github.com/gatehouse/gatehouse/internal/gateway"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/revoke"
@@ -58,6 +59,7 @@ type Server struct {
 	watcher                *watcher
 	revocations            *revoke.List
 	notifier               *revoke.RedisNotifier
+	alerts                 *detect.Manager
 	ctx                    context.Context
 	cancel                 context.CancelFunc
 	done                   chan struct{}
@@ -99,6 +101,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.gw.SetIdentity(gateway.IdentityDeps{Ctx: s.ctx, Store: s.store, Revocations: s.revocations})
+	s.startDetection(cfg)
 	rt, err := s.gw.Compile(loaded)
 	if err != nil {
 		s.cancel()
@@ -110,6 +113,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.admin = admin.New(admin.Options{Metrics: s.metrics, Store: s.store, Ready: s.ready.Load, Reload: s.Reload,
 		Revoke:       s.revocations.Revoke,
 		Deprecations: s.gw.Deprecations().Usage,
+		Alerts:       s.alerts,
 		// The key service is rebuilt when the pepper changes: look it up per call.
 		Keys: admin.DynamicKeys(func() admin.KeyService {
 			if k := s.gw.Keys(); k != nil {
@@ -142,12 +146,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	return s, nil
 }
 
-// startRevocations loads the revocation list and keeps it in sync with the
-// store (and with other replicas through Redis, when configured).
 // RedisPrefix namespaces Gatehouse's Redis keys and channels; every
 // replica and the CLI use it.
 const RedisPrefix = "gatehouse:"
 
+// startRevocations loads the revocation list and keeps it in sync with the
+// store (and with other replicas through Redis, when configured).
 func (s *Server) startRevocations(ctx context.Context, cfg *config.Config) error {
 	o := revoke.Options{Poll: cfg.Identity.RevocationPoll.D(), Logger: s.log}
 	if cfg.Redis != "" {

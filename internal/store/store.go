@@ -32,6 +32,7 @@ type Store interface {
 	RevocationStore
 	FindingStore
 	IncidentStore
+	AlertStore
 }
 
 // RegistryStore keeps the API inventory as it was last loaded from config.
@@ -235,4 +236,35 @@ type IncidentEvent struct {
 	Actor  string
 	Action string // opened, revoked, blocked, notified, note, lifted, closed, ...
 	Detail string
+}
+
+// AlertStore keeps anomaly alerts so they can be listed and acknowledged.
+type AlertStore interface {
+	// SaveAlert inserts a or replaces the alert with its ID.
+	SaveAlert(ctx context.Context, a Alert) error
+	// GetAlert returns one alert (ErrNotFound if none).
+	GetAlert(ctx context.Context, id string) (Alert, error)
+	// ListAlerts returns alerts, most recent LastAt first, at most limit
+	// (0: 1000); acknowledged ones only when all.
+	ListAlerts(ctx context.Context, all bool, limit int) ([]Alert, error)
+	// AckAlert acknowledges an alert (ErrNotFound if none; acknowledging
+	// twice keeps the first acknowledgement).
+	AckAlert(ctx context.Context, id, by string, at time.Time) error
+}
+
+// Alert is a deduplicated anomaly: one detector about one subject.
+type Alert struct {
+	ID         string
+	Detector   string
+	Severity   string
+	Subject    string
+	Summary    string
+	Evidence   string // JSON object
+	Count      int64  // findings folded into this alert
+	FirstAt    time.Time
+	LastAt     time.Time
+	AckedAt    time.Time // zero: not acknowledged
+	AckedBy    string
+	Response   string    // the automatic response taken, if any
+	RevertedAt time.Time // when that response was undone
 }

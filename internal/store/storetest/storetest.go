@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Revocations", revocationTests},
 		{"Findings", findingTests},
 		{"Incidents", incidentTests},
+		{"Alerts", alertTests},
 		{"Context", []test{{"canceled", testCanceled}, {"deadline", testDeadline}}},
 		{"Concurrency", concurrencyTests},
 	}
