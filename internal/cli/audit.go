@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"sort"
@@ -12,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse/gatehouse/internal/govern"
-	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -51,13 +49,7 @@ Thresholds come from the config's governance: section.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			octx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			st, err := server.OpenStore(octx, cfg.Store)
-			cancel()
+			ctx, st, err := openStore(cmd, cfg)
 			if err != nil {
 				return err
 			}

@@ -49,17 +49,11 @@ incident revoked stay revoked (issue new ones). See docs/incident-response.md.`,
 // withIncidents opens the store and a revocation list that notifies the
 // running gateways (through Redis when the config names it).
 func withIncidents(cmd *cobra.Command, cfgPath string, fn func(context.Context, *incident.Service) error) error {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	cfg, err := loadRegistry(cmd, cfgPath)
 	if err != nil {
 		return err
 	}
-	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	st, err := server.OpenStore(octx, cfg.Store)
-	cancel()
+	ctx, st, err := openStore(cmd, cfg)
 	if err != nil {
 		return err
 	}

@@ -1,14 +1,12 @@
 package detect
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -19,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/webhook"
 )
 
 // Automatic responses a detector may be configured with.
@@ -88,9 +87,6 @@ func NewManager(o ManagerOptions) *Manager {
 	}
 	if o.DedupWindow <= 0 {
 		o.DedupWindow = time.Hour
-	}
-	if o.HTTP == nil {
-		o.HTTP = &http.Client{Timeout: 5 * time.Second}
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -260,19 +256,7 @@ func (m *Manager) deliver(ctx context.Context, a store.Alert) {
 			body, _ = json.Marshal(map[string]string{"text": fmt.Sprintf("[%s] %s: %s (alert %s)",
 				strings.ToUpper(a.Severity), a.Detector, a.Summary, a.ID)})
 		}
-		var err error
-		for i := range 3 {
-			if i > 0 {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Duration(i) * 500 * time.Millisecond):
-				}
-			}
-			if err = post(ctx, m.o.HTTP, h.URL, body); err == nil {
-				break
-			}
-		}
+		_, err := webhook.Deliver(ctx, m.o.HTTP, h.URL, body, 3, 500*time.Millisecond, nil)
 		if err != nil {
 			m.hookFails.Inc()
 			m.o.Log.Error("alert webhook failed after retries", "alert", a.ID, "err", err)
@@ -319,24 +303,6 @@ func AlertsJSON(as []store.Alert) []AlertJSON {
 		out = append(out, alertJSON(a))
 	}
 	return out
-}
-
-func post(ctx context.Context, c *http.Client, url string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook answered %s", resp.Status)
-	}
-	return nil
 }
 
 // SeverityRank orders severities (low 0 … critical 3; unknown -1).

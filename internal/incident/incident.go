@@ -6,14 +6,12 @@
 package incident
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -23,6 +21,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/revoke"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/webhook"
 )
 
 // Scopes an incident can be opened against.
@@ -257,9 +256,6 @@ func (s *Service) notify(ctx context.Context, partner *config.Partner, inc store
 		return "notify_failed", err.Error(), err
 	}
 	client := s.HTTP
-	if client == nil {
-		client = &http.Client{Timeout: 5 * time.Second}
-	}
 	attempts, backoff := s.NotifyAttempts, s.NotifyBackoff
 	if attempts <= 0 {
 		attempts = 3
@@ -267,40 +263,13 @@ func (s *Service) notify(ctx context.Context, partner *config.Partner, inc store
 	if backoff <= 0 {
 		backoff = 500 * time.Millisecond
 	}
-	var last error
-	for i := range attempts {
-		if i > 0 {
-			select {
-			case <-ctx.Done():
-				return "notify_failed", ctx.Err().Error(), ctx.Err()
-			case <-time.After(backoff << (i - 1)):
-			}
-		}
-		last = post(ctx, client, hook, body)
-		if last == nil {
-			return "notified", fmt.Sprintf("webhook of %s (attempt %d)", partner.Name, i+1), nil
-		}
-		s.log().Warn("incident webhook failed", "incident", inc.ID, "partner", partner.Name, "attempt", i+1, "err", last)
-	}
-	return "notify_failed", fmt.Sprintf("webhook of %s after %d attempts: %v", partner.Name, attempts, last), last
-}
-
-func post(ctx context.Context, c *http.Client, url string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	attempt, err := webhook.Deliver(ctx, client, hook, body, attempts, backoff, func(attempt int, err error) {
+		s.log().Warn("incident webhook failed", "incident", inc.ID, "partner", partner.Name, "attempt", attempt, "err", err)
+	})
 	if err != nil {
-		return err
+		return "notify_failed", fmt.Sprintf("webhook of %s after %d attempts: %v", partner.Name, attempts, err), err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook answered %s", resp.Status)
-	}
-	return nil
+	return "notified", fmt.Sprintf("webhook of %s (attempt %d)", partner.Name, attempt), nil
 }
 
 // Note adds a line to the timeline.
