@@ -7,6 +7,9 @@ package redact
 func (r *Redactor) findNumbers(s string, add func(span)) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if !numberStart[c] {
+			continue
+		}
 		if r.iban && 'A' <= c && c <= 'Z' && i+3 < len(s) && (i == 0 || !isAlnum(s[i-1])) &&
 			isUpper(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
 			if end := ibanEnd(s, i); end > 0 {
@@ -105,6 +108,18 @@ func (r *Redactor) checkSubRuns(s string, start, end int, add func(span)) {
 		}
 	}
 }
+
+// numberStart marks bytes that can start a finding: digits and the
+// upper-case letters of an IBAN's country code.
+var numberStart = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	return t
+}()
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }

@@ -100,31 +100,29 @@ func (r *Redactor) find(s string, spans []span) []span {
 		off = i + len(apikey.Prefix)
 	}
 	// "Bearer xxx", "Basic xxx" and friends, wherever a header got
-	// formatted into a message.
-	for _, scheme := range authSchemes {
-		for off := 0; ; {
-			i := indexFold(s[off:], scheme)
-			if i < 0 {
-				break
-			}
-			i += off
+	// formatted into a message. One pass finds candidate first letters.
+	for i := 0; i < len(s); i++ {
+		if !schemeStart[s[i]] || !boundaryBefore(s, i) {
+			continue
+		}
+		for _, scheme := range authSchemes {
 			j := i + len(scheme)
-			if boundaryBefore(s, i) && j < len(s) && (s[j] == ' ' || s[j] == '\t') {
-				k := j
-				for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
-					k++
-				}
-				end := k
-				for end < len(s) && isToken68(s[end]) {
-					end++
-				}
-				if end-k >= 8 && credentialShaped(s[k:end]) {
-					add(span{k, end, KindAuth})
-					off = end
-					continue
-				}
+			if j >= len(s) || !strings.EqualFold(s[i:j], scheme) || (s[j] != ' ' && s[j] != '\t') {
+				continue
 			}
-			off = j
+			k := j
+			for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+				k++
+			}
+			end := k
+			for end < len(s) && isToken68(s[end]) {
+				end++
+			}
+			if end-k >= 8 && credentialShaped(s[k:end]) {
+				add(span{k, end, KindAuth})
+				i = end - 1
+			}
+			break
 		}
 	}
 	// name=value with a secret name (query strings, form bodies, DSNs).
@@ -164,6 +162,15 @@ func mergeSpans(spans []span) []span {
 }
 
 var authSchemes = []string{"bearer", "basic", "digest", "negotiate", "token"}
+
+// schemeStart marks the first letters of authSchemes, both cases.
+var schemeStart = func() (t [256]bool) {
+	for _, s := range authSchemes {
+		t[s[0]] = true
+		t[s[0]-('a'-'A')] = true
+	}
+	return t
+}()
 
 func sortSpans(spans []span) {
 	// Insertion sort: there are almost always zero or one spans.
@@ -263,35 +270,6 @@ func apiKeyEnd(s string, i int) int {
 		return 0
 	}
 	return i + j
-}
-
-// indexFold is strings.Index for an ASCII lower-case needle, ignoring
-// the case of s, without allocating a lower-cased copy.
-func indexFold(s, needle string) int {
-	first := needle[0]
-	upper := first - ('a' - 'A')
-	for i := 0; i+len(needle) <= len(s); i++ {
-		c := s[i]
-		if c != first && c != upper {
-			j := strings.IndexByte(s[i:], first)
-			k := strings.IndexByte(s[i:], upper)
-			switch {
-			case j < 0 && k < 0:
-				return -1
-			case j < 0:
-				i += k - 1
-			case k < 0:
-				i += j - 1
-			default:
-				i += min(j, k) - 1
-			}
-			continue
-		}
-		if strings.EqualFold(s[i:i+len(needle)], needle) {
-			return i
-		}
-	}
-	return -1
 }
 
 // findAssignments finds name=value pairs whose name is secret-like. The
