@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"net/url"
 	"strings"
 
 	"github.com/gatehouse/gatehouse/internal/authn/apikey"
@@ -36,6 +37,15 @@ func (r *Redactor) Text(s string) string {
 	if len(s) > maxTextScan {
 		return r.Text(s[:maxTextScan]) + r.Mark("truncated", s[maxTextScan:])
 	}
+	if strings.IndexByte(s, '%') >= 0 {
+		// Percent-encoded secrets ("a%40b.example", "Bearer%20ey…") are
+		// looked for decoded, and the decoded text is what gets redacted.
+		if dec, err := url.PathUnescape(s); err == nil && dec != s {
+			if spans := r.find(dec, nil); len(spans) > 0 {
+				return r.apply(dec, spans)
+			}
+		}
+	}
 	spans := r.find(s, nil)
 	if len(spans) == 0 {
 		return s
@@ -45,10 +55,7 @@ func (r *Redactor) Text(s string) string {
 
 // Contains reports whether Text would change s.
 func (r *Redactor) Contains(s string) bool {
-	if len(s) > maxTextScan {
-		return true
-	}
-	return len(r.find(s, nil)) > 0
+	return r.Text(s) != s
 }
 
 // apply replaces spans (sorted by start, not overlapping) by marks.

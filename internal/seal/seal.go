@@ -19,6 +19,7 @@ package seal
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -60,6 +61,7 @@ type KeyRing struct {
 type dataKey struct {
 	id   string
 	aead cipher.AEAD
+	raw  []byte // kept only for Derive
 }
 
 // KeyID is the ID a raw key gets in sealed values.
@@ -86,7 +88,7 @@ func NewKeyRing(keys ...[]byte) (*KeyRing, error) {
 		if err != nil {
 			return nil, fmt.Errorf("seal: data key %d: %w", i+1, err)
 		}
-		dk := &dataKey{id: KeyID(raw), aead: aead}
+		dk := &dataKey{id: KeyID(raw), aead: aead, raw: append([]byte(nil), raw...)}
 		if _, dup := k.byID[dk.id]; dup {
 			return nil, fmt.Errorf("seal: data key %d repeats an earlier key", i+1)
 		}
@@ -183,6 +185,14 @@ func GenerateKey() (string, error) {
 
 // ActiveID is the ID of the key new values are sealed under.
 func (k *KeyRing) ActiveID() string { return k.active.id }
+
+// Derive returns a key for another purpose (label), derived from the
+// active key with HMAC-SHA-256 so that it reveals nothing about it.
+func (k *KeyRing) Derive(label string) []byte {
+	m := hmac.New(sha256.New, k.active.raw)
+	m.Write([]byte("gatehouse derive\x00" + label))
+	return m.Sum(nil)
+}
 
 // IDs lists the ring's key IDs, the active one first.
 func (k *KeyRing) IDs() []string { return append([]string(nil), k.order...) }
