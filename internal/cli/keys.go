@@ -31,7 +31,7 @@ func newKeysCmd() *cobra.Command {
 	f := &keysFlags{}
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Issue, list, show, rotate and revoke API keys",
+		Short: "Issue, list, show, rotate and revoke API keys; create and rotate data keys",
 		Long: `Manage API keys in the store the config names. Consumers and partners are
 declared in the config; their keys live in the store, hashed with the server
 pepper (identity.pepper or identity.pepper_file). A key is printed once, when
@@ -46,7 +46,8 @@ second. Listing, showing and revoking do not need the pepper.`,
   gatehouse keys revoke --partner acme --reason "incident 2026-117"`,
 	}
 	cmd.PersistentFlags().StringVarP(&f.cfgPath, "config", "c", "gatehouse.yaml", "config file or folder of *.yaml files")
-	cmd.AddCommand(newKeysIssueCmd(f), newKeysListCmd(f), newKeysShowCmd(f), newKeysRotateCmd(f), newKeysRevokeCmd(f))
+	cmd.AddCommand(newKeysIssueCmd(f), newKeysListCmd(f), newKeysShowCmd(f), newKeysRotateCmd(f), newKeysRevokeCmd(f),
+		newKeysGenDataKeyCmd(), newKeysRotateDataKeyCmd(f))
 	return cmd
 }
 
