@@ -176,3 +176,25 @@ again if it reports values changed concurrently. Only then drop the old key.`,
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Hour, "give up after this long (work done so far is kept)")
 	return cmd
 }
+
+// maxMeta bounds what --meta may attach to one credential.
+const maxMeta = 32
+
+// parseMeta reads repeated key=value flags.
+func parseMeta(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	if len(kvs) > maxMeta {
+		return nil, fmt.Errorf("--meta: at most %d entries", maxMeta)
+	}
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || len(k) > 64 || len(v) > 1024 {
+			return nil, fmt.Errorf("--meta %q: want key=value (key up to 64, value up to 1024 characters)", k)
+		}
+		m[k] = v
+	}
+	return m, nil
+}

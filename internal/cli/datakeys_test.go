@@ -128,7 +128,11 @@ consumers: [{name: acme-billing, partner: acme, scopes: ["orders:read"]}]
 `)
 	var ids []string
 	for i := range 7 {
-		key, _ := issueKey(t, cfg, "--consumer", "acme-billing", "--created-by", "alice.operator")
+		args := []string{"--consumer", "acme-billing", "--created-by", "alice.operator"}
+		if i == 1 {
+			args = append(args, "--meta", "owner=jane@acme.example", "--meta", "ticket=SEC-42")
+		}
+		key, _ := issueKey(t, cfg, args...)
 		id := key[4:20]
 		ids = append(ids, id)
 		if i%2 == 0 {
@@ -148,13 +152,13 @@ consumers: [{name: acme-billing, partner: acme, scopes: ["orders:read"]}]
 	if err != nil {
 		t.Fatalf("rotate-data-key: %v\n%s", err, errOut)
 	}
-	// 7 created_by + 4 revoked_why, 4 revocation reasons + 4 created_by.
-	if !strings.Contains(out, "19 sealed values checked, 19 re-encrypted") {
+	// 7 created_by + 4 revoked_why + 1 metadata, 4 revocation reasons + 4 created_by.
+	if !strings.Contains(out, "20 sealed values checked, 20 re-encrypted") {
 		t.Errorf("first run: %q", out)
 	}
 	checkRaw(t, db, newRing.ActiveID())
 	out, _, err = run(t, "keys", "rotate-data-key", "-c", cfg)
-	if err != nil || !strings.Contains(out, "19 sealed values checked, 0 re-encrypted") {
+	if err != nil || !strings.Contains(out, "20 sealed values checked, 0 re-encrypted") {
 		t.Errorf("second run (idempotent): %q, %v", out, err)
 	}
 
@@ -164,7 +168,8 @@ consumers: [{name: acme-billing, partner: acme, scopes: ["orders:read"]}]
 	write(t, keyPath, lines[0]+"\n"+lines[1]+"\n")
 	os.Chmod(keyPath, 0o600)
 	out, errOut, err = run(t, "keys", "list", "-c", cfg, "--all", "-o", "json")
-	if err != nil || !strings.Contains(out, "alice.operator") || !strings.Contains(out, "leaked in ticket 4711") {
+	if err != nil || !strings.Contains(out, "alice.operator") || !strings.Contains(out, "leaked in ticket 4711") ||
+		!strings.Contains(out, `"owner": "jane@acme.example"`) {
 		t.Errorf("list with the new key only: %v %s\n%s", err, errOut, out)
 	}
 	// A key that sealed nothing in this store is refused with a clear error.
@@ -181,7 +186,7 @@ func checkRaw(t *testing.T, db *sql.DB, kid string) {
 	t.Helper()
 	for _, q := range []string{
 		`SELECT created_by FROM credentials`, `SELECT revoked_why FROM credentials`,
-		`SELECT reason FROM revocations`, `SELECT created_by FROM revocations`,
+		`SELECT reason FROM revocations`, `SELECT created_by FROM revocations`, `SELECT metadata FROM credentials`,
 	} {
 		rows, err := db.Query(q)
 		if err != nil {
@@ -193,7 +198,7 @@ func checkRaw(t *testing.T, db *sql.DB, kid string) {
 			if v == "" {
 				continue
 			}
-			if id, _, err := seal.Parse(v); err != nil || id != kid || strings.Contains(v, "alice") || strings.Contains(v, "4711") {
+			if id, _, err := seal.Parse(v); err != nil || id != kid || strings.Contains(v, "alice") || strings.Contains(v, "4711") || strings.Contains(v, "jane") {
 				t.Errorf("%s: %.40q not sealed under %s", q, v, kid)
 			}
 		}

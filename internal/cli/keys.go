@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,8 +55,9 @@ second. Listing, showing and revoking do not need the pepper.`,
 
 func newKeysIssueCmd(f *keysFlags) *cobra.Command {
 	var consumer, scopes, ttl, createdBy, output string
+	var meta []string
 	cmd := &cobra.Command{
-		Use:   "issue --consumer NAME [--scopes a,b] [--ttl 30d]",
+		Use:   "issue --consumer NAME [--scopes a,b] [--ttl 30d] [--meta k=v]...",
 		Short: "Issue an API key for a consumer and print it once",
 		Long: `Issue a new API key for a consumer declared in the config. Its scopes must be a
 subset of the consumer's (default: all of them) and its lifetime at most
@@ -64,7 +67,8 @@ The key is written to stdout, alone on its line, so scripts can capture it;
 the details and a reminder that it cannot be shown again go to stderr.`,
 		Example: `  gatehouse keys issue --consumer acme-billing
   gatehouse keys issue -c /etc/gatehouse --consumer acme-billing --scopes orders:read --ttl 30d
-  KEY=$(gatehouse keys issue --consumer ci-smoke --ttl 1d --created-by pipeline-42)`,
+  KEY=$(gatehouse keys issue --consumer ci-smoke --ttl 1d --created-by pipeline-42)
+  gatehouse keys issue --consumer acme-billing --meta owner=jane@acme.example --meta ticket=SEC-42`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if consumer == "" {
@@ -77,9 +81,13 @@ the details and a reminder that it cannot be shown again go to stderr.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
+			md, err := parseMeta(meta)
+			if err != nil {
+				return err
+			}
 			return withKeys(cmd, f, true, func(ctx context.Context, k *keysEnv) error {
 				key, cred, err := k.svc.Issue(ctx, apikey.IssueRequest{Consumer: consumer, Scopes: splitList(scopes),
-					TTL: d, CreatedBy: actor(createdBy)})
+					TTL: d, CreatedBy: actor(createdBy), Metadata: md})
 				if err != nil {
 					return err
 				}
@@ -91,6 +99,7 @@ the details and a reminder that it cannot be shown again go to stderr.`,
 	cmd.Flags().StringVar(&scopes, "scopes", "", "comma-separated scopes, a subset of the consumer's (default: all of them)")
 	cmd.Flags().StringVar(&ttl, "ttl", "", "lifetime, e.g. 30d or 12h (default: identity.key_max_ttl)")
 	cmd.Flags().StringVar(&createdBy, "created-by", "", "who asked for the key, recorded with it (default: cli:$USER)")
+	cmd.Flags().StringArrayVar(&meta, "meta", nil, "metadata key=value kept with the key (repeatable; sealed at rest with store.encryption)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
@@ -408,6 +417,9 @@ func printView(w io.Writer, v apikey.CredentialView) {
 		used += " from " + v.LastUsedIP
 	}
 	line("last used", used)
+	for _, k := range slices.Sorted(maps.Keys(v.Metadata)) {
+		line("meta "+k, v.Metadata[k])
+	}
 	_ = tw.Flush()
 }
 

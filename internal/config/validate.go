@@ -169,6 +169,12 @@ func validate(c *Config, rep *Reporter) {
 			rep.Errorf("/store/postgres", "expected a URL like postgres://user@host:5432/db")
 		}
 	}
+	if c.Store.SQLite != "" && c.Store.Postgres != "" {
+		rep.Errorf("/store", "set store.sqlite or store.postgres, not both")
+	}
+	if c.Store.Encryption.KeyFile != "" && c.Store.Encryption.KeyEnv != "" {
+		rep.Errorf("/store/encryption", "set encryption.key_file or encryption.key_env, not both")
+	}
 	if !c.Store.Encryption.Enabled() {
 		// Allowed (a laptop trial should not need key management), but
 		// said out loud: production stores hold contact details and IPs.
