@@ -34,10 +34,27 @@ func (r *Redactor) HeaderValue(name, v string) string {
 	l := strings.ToLower(name)
 	if l == "authorization" || l == "proxy-authorization" {
 		if sp := strings.IndexByte(v, ' '); sp > 0 && sp < 16 {
-			return v[:sp] + " " + r.Mark(KindAuth, strings.TrimSpace(v[sp+1:]))
+			cred := strings.TrimSpace(v[sp+1:])
+			return v[:sp] + " " + r.Mark(credentialKind(cred), cred)
 		}
 	}
-	return r.Mark(KindHeader, v)
+	kind := credentialKind(v)
+	if kind == KindAuth {
+		kind = KindHeader
+	}
+	return r.Mark(kind, v)
+}
+
+// credentialKind names what an Authorization credential is, so the mark
+// says "jwt" or "apikey" (with the same hash as the token in free text).
+func credentialKind(cred string) string {
+	switch {
+	case strings.HasPrefix(cred, "eyJ") && jwtEnd(cred, 0) == len(cred):
+		return KindJWT
+	case apiKeyEnd(cred, 0) == len(cred):
+		return KindAPIKey
+	}
+	return KindAuth
 }
 
 // Query redacts a raw query string (without '?'), keeping its order and

@@ -80,7 +80,7 @@ func TestRedactionGatewayLog(t *testing.T) {
 	if n := strings.Count(logs, "msg=request "); n < len(rows) {
 		t.Errorf("%d request lines logged, want %d", n, len(rows))
 	}
-	for _, kind := range []string{"[REDACTED:auth:", "[REDACTED:header:", "[REDACTED:email:", "[REDACTED:pan:", "[REDACTED:iban:"} {
+	for _, kind := range []string{"[REDACTED:jwt:", "[REDACTED:apikey:", "[REDACTED:header:", "[REDACTED:email:", "[REDACTED:pan:", "[REDACTED:iban:"} {
 		if !strings.Contains(logs, kind) {
 			t.Errorf("no %s mark in the log", kind)
 		}
@@ -170,5 +170,52 @@ func TestEncryptionAtRestGateway(t *testing.T) {
 	}
 	if bytes.Contains([]byte(g2.logs.String()), []byte("4711")) {
 		t.Error("revocation reason reached the log")
+	}
+}
+
+// TestRedactionMarksStableAcrossReplicas starts two gateways sharing
+// redaction.key_file: the same secret gets the same mark in both logs, so
+// an incident can be followed across replicas without the secret. A key
+// file that is too short stops startup.
+func TestRedactionMarksStableAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	orders := newEchoUpstream(t, "orders-backend")
+	shared := filepath.Join(t.TempDir(), "redaction.key")
+	if err := os.WriteFile(shared, []byte("0123456789abcdef0123456789abcdef-shared-mark-key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := idConfig{Top: "redaction:\n  key_file: " + shared + "\n", APIs: policyAPIs(orders.URL(), orders.URL(), "apikey")[:1]}
+	marks := make([]string, 2)
+	for i := range marks {
+		g := startIdentityGateway(t, cfg)
+		g.call(t, http.MethodGet, "/orders/v1/orders", "Authorization", "Bearer "+fakeJWT)
+		logs := g.logs.String()
+		i0 := strings.Index(logs, "[REDACTED:jwt:")
+		if i0 < 0 || strings.Contains(logs, fakeJWT) {
+			t.Fatalf("gateway %d: no JWT mark, or the JWT itself, in the log", i)
+		}
+		marks[i] = logs[i0 : i0+len("[REDACTED:jwt:")+7]
+	}
+	if marks[0] != marks[1] {
+		t.Errorf("marks differ across replicas sharing a key: %s vs %s", marks[0], marks[1])
+	}
+
+	short := filepath.Join(t.TempDir(), "short.key")
+	os.WriteFile(short, []byte("too-short"), 0o600)
+	dir := t.TempDir()
+	bad := idConfig{Top: "redaction:\n  key_file: " + short + "\n", APIs: cfg.APIs}
+	path := filepath.Join(dir, "gatehouse.yaml")
+	writeFileAtomic(t, path, bad.render())
+	os.MkdirAll(filepath.Join(dir, "specs"), 0o755)
+	copyFile(t, filepath.Join("testdata", "specs", "orders-v1.yaml"), filepath.Join(dir, "specs", "orders-v1.yaml"))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv, err := server.Start(ctx, server.Options{ConfigPath: path, Env: testEnv})
+	if err == nil {
+		srv.Close()
+		t.Fatal("the gateway started with a 9-byte redaction key")
+	}
+	if !strings.Contains(err.Error(), "redaction.key_file") {
+		t.Errorf("startup error %q does not name redaction.key_file", err)
 	}
 }
