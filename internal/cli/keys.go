@@ -41,7 +41,10 @@ it is issued or rotated, and never again.
 
 Revocations are written to the store's revocation list, which running gateways
 poll (identity.revocation_poll), so they take effect everywhere within about a
-second. Listing, showing and revoking do not need the pepper.`,
+second. Listing, showing and revoking do not need the pepper.
+
+gen-data-key and rotate-data-key manage the data key that seals sensitive
+store values at rest (store.encryption).`,
 		Example: `  gatehouse keys issue --consumer acme-billing --scopes orders:read --ttl 30d
   gatehouse keys list --partner acme
   gatehouse keys rotate 3fQk9ZtB1xW7pLmA --overlap 24h
