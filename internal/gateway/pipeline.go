@@ -107,6 +107,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var op *Operation
 	defer func() {
 		g.metrics.InFlight.Dec()
+		if g.log.Enabled(context.Background(), slog.LevelDebug) {
+			// The raw URI and headers go to the logger as they came: the
+			// server's logger redacts credentials and personal data.
+			g.log.Debug("request", "request_id", c.requestID, "method", r.Method, "uri", r.RequestURI, "headers", r.Header)
+		}
 		g.record(c, op, sw, start)
 		sw.ResponseWriter, sw.call = nil, nil
 		statusWriterPool.Put(sw)

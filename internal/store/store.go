@@ -114,6 +114,10 @@ type Credential struct {
 	RevokedWhy string
 	LastUsedAt time.Time
 	LastUsedIP string
+	// Metadata is free-form and may be personal (owner contact details):
+	// like CreatedBy, RevokedWhy and LastUsedIP it is sealed at rest when
+	// a data key is configured (see sealed.go).
+	Metadata map[string]string
 }
 
 // CredentialFilter narrows ListCredentials. Empty fields match everything.

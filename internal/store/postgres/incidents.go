@@ -14,7 +14,11 @@ import (
 
 // LiftRevocation implements store.RevocationStore.
 func (s *Store) LiftRevocation(ctx context.Context, kind, subject string, at time.Time, by, reason string) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	reason, by, err := store.SealRevocation(s.keys, store.Revocation{Kind: kind, Subject: subject, Reason: reason, CreatedBy: by})
+	if err != nil {
+		return fmt.Errorf("postgres: lift revocation: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Same serialisation as AddRevocation: seq order is commit order.
 		if _, err := tx.Exec(ctx, `LOCK TABLE revocations IN EXCLUSIVE MODE`); err != nil {
 			return err

@@ -12,7 +12,11 @@ import (
 
 // LiftRevocation implements store.RevocationStore.
 func (s *Store) LiftRevocation(ctx context.Context, kind, subject string, at time.Time, by, reason string) error {
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	reason, by, err := store.SealRevocation(s.keys, store.Revocation{Kind: kind, Subject: subject, Reason: reason, CreatedBy: by})
+	if err != nil {
+		return fmt.Errorf("sqlite: lift revocation: %w", err)
+	}
+	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
 		var createdAt int64
 		err := tx.QueryRowContext(ctx, `SELECT created_at FROM revocations WHERE kind = ? AND subject = ?`, kind, subject).Scan(&createdAt)
 		if errors.Is(err, sql.ErrNoRows) {
