@@ -144,7 +144,7 @@ func (w *WAF) Inspect(r *http.Request, clientIP string, body []byte) Verdict {
 	if it := tx.ProcessRequestHeaders(); it != nil {
 		return w.verdict(tx, it, nil)
 	}
-	if len(body) > 0 && inspectableBody(r.Header.Get("Content-Type")) {
+	if len(body) > 0 && InspectableBody(r.Header.Get("Content-Type")) {
 		it, _, err := tx.WriteRequestBody(body)
 		if err != nil || it != nil {
 			return w.verdict(tx, it, err)
@@ -154,13 +154,13 @@ func (w *WAF) Inspect(r *http.Request, clientIP string, body []byte) Verdict {
 	return w.verdict(tx, it, err)
 }
 
-// inspectableBody reports whether Coraza parses a body of this media type:
+// InspectableBody reports whether Coraza parses a body of this media type:
 // JSON (application/json, application/*+json), XML, URL-encoded and
 // multipart forms. These are all the types CRS accepts at paranoia 1 (rule
 // 920420 refuses the rest), so no accepted type reaches the upstream
 // uninspected. It reads the first Content-Type value, as Coraza does when it
 // picks its body processor, so Gatehouse and Coraza cannot disagree.
-func inspectableBody(contentType string) bool {
+func InspectableBody(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		// Malformed parameters: a backend may still parse the body, so
