@@ -160,7 +160,7 @@ func escapeJSONPointer(s string) string {
 func (g *Gateway) inspectWAF(sw *statusWriter, r *http.Request, c *call, w *waf.WAF, maxBody int64) bool {
 	cfg := w.Config()
 	var body []byte
-	if r.Body != nil && r.Body != http.NoBody && waf.InspectableBody(r.Header.Get("Content-Type")) {
+	if r.Body != nil && r.Body != http.NoBody {
 		limit := cfg.BodyLimit
 		// Read one byte more than the limit to tell "exactly the limit"
 		// from "longer"; never more than the listener accepts.
@@ -196,8 +196,12 @@ func (g *Gateway) inspectWAF(sw *statusWriter, r *http.Request, c *call, w *waf.
 	v := w.Inspect(r, c.clientIP, body)
 	c.wafRules, c.wafScore = v.RuleIDs, v.Score
 	if g.wafTesting.VerdictHeader {
-		ids := make([]string, len(v.RuleIDs))
-		for i, id := range v.RuleIDs {
+		all := v.RuleIDs
+		if v.AllRuleIDs != nil {
+			all = v.AllRuleIDs
+		}
+		ids := make([]string, len(all))
+		for i, id := range all {
 			ids[i] = strconv.Itoa(id)
 		}
 		sw.Header().Set("X-Gatehouse-Waf-Rules", strings.Join(ids, ","))

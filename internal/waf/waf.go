@@ -3,11 +3,9 @@ package waf
 import (
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
@@ -48,6 +46,10 @@ type Verdict struct {
 	// infrastructure failure, not a detection). In block mode such a request
 	// is refused (fail closed, Status 500); in detect mode it passes.
 	Err error
+	// AllRuleIDs is every rule that matched, bookkeeping rules such as the
+	// blocking evaluation 949110 included, ascending. Filled only under
+	// RegressionProfile, for the CRS regression suite's assertions.
+	AllRuleIDs []int
 }
 
 // New compiles the Core Rule Set for cfg: 75-90 ms and 12 MiB for the first
@@ -98,9 +100,9 @@ func (w *WAF) Close() error {
 
 // Inspect runs the request phases (1: URI and headers, 2: query arguments and
 // body) over r. body is the request body the caller has already read and
-// bounded (the caller re-installs it for the upstream); it is inspected for
-// JSON, XML and form (URL-encoded and multipart) bodies, up to
-// Config.BodyLimit bytes. clientIP is the address the listener
+// bounded (the caller re-installs it for the upstream); its first
+// Config.BodyLimit bytes are inspected whatever its Content-Type (JSON, XML
+// and forms parsed into arguments, anything else as URL-encoded text). clientIP is the address the listener
 // trusted (after proxy headers), not r.RemoteAddr.
 //
 // Response phases never run. Inspect does not modify r.
@@ -144,7 +146,12 @@ func (w *WAF) Inspect(r *http.Request, clientIP string, body []byte) Verdict {
 	if it := tx.ProcessRequestHeaders(); it != nil {
 		return w.verdict(tx, it, nil)
 	}
-	if len(body) > 0 && InspectableBody(r.Header.Get("Content-Type")) {
+	// Every body is inspected, whatever its Content-Type says: JSON, XML
+	// and forms are parsed into arguments, anything else (no Content-Type
+	// included) is read as URL-encoded text, as CRS rule 901340 forces.
+	// Skipping "uninteresting" types would let an attacker omit or mislabel
+	// the type of a body the backend parses anyway.
+	if len(body) > 0 {
 		it, _, err := tx.WriteRequestBody(body)
 		if err != nil || it != nil {
 			return w.verdict(tx, it, err)
@@ -154,38 +161,21 @@ func (w *WAF) Inspect(r *http.Request, clientIP string, body []byte) Verdict {
 	return w.verdict(tx, it, err)
 }
 
-// InspectableBody reports whether Coraza parses a body of this media type:
-// JSON (application/json, application/*+json), XML, URL-encoded and
-// multipart forms. These are all the types CRS accepts at paranoia 1 (rule
-// 920420 refuses the rest), so no accepted type reaches the upstream
-// uninspected. It reads the first Content-Type value, as Coraza does when it
-// picks its body processor, so Gatehouse and Coraza cannot disagree.
-func InspectableBody(contentType string) bool {
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		// Malformed parameters: a backend may still parse the body, so
-		// decide on the media type alone.
-		mt, _, _ = strings.Cut(contentType, ";")
-		mt = strings.ToLower(strings.TrimSpace(mt))
-	}
-	switch mt {
-	case "application/json", "application/x-www-form-urlencoded", "multipart/form-data",
-		"application/xml", "text/xml", "application/soap+xml":
-		return true
-	}
-	return strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
-}
-
 func (w *WAF) verdict(tx types.Transaction, it *types.Interruption, err error) Verdict {
 	var v Verdict
 	for _, mr := range tx.MatchedRules() {
 		md := mr.Rule()
 		id := md.ID()
+		if w.cfg.regression && id != 0 {
+			v.AllRuleIDs = append(v.AllRuleIDs, id)
+		}
 		if id == 0 || md.Severity() == types.RuleSeverityUnset || isBookkeepingRule(id) {
 			continue
 		}
 		v.RuleIDs = append(v.RuleIDs, id)
 	}
+	slices.Sort(v.AllRuleIDs)
+	v.AllRuleIDs = slices.Compact(v.AllRuleIDs)
 	if len(v.RuleIDs) > 1 {
 		slices.Sort(v.RuleIDs)
 		v.RuleIDs = slices.Compact(v.RuleIDs)
