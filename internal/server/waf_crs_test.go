@@ -42,6 +42,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/gateway"
 	"github.com/gatehouse/gatehouse/internal/server"
+	"github.com/gatehouse/gatehouse/internal/waf"
 )
 
 // The subset of the go-ftw test format the CRS suite uses.
@@ -153,7 +154,12 @@ func rawFTWRequest(in ftwInput) ([]byte, string, error) {
 	}
 	data := ""
 	if in.Data != nil {
-		data = *in.Data
+		// The one go-ftw template function the suite uses.
+		data = repeatTemplate.ReplaceAllStringFunc(*in.Data, func(m string) string {
+			s := repeatTemplate.FindStringSubmatch(m)
+			n, _ := strconv.Atoi(s[2])
+			return strings.Repeat(s[1], n)
+		})
 	}
 	var b strings.Builder
 	b.WriteString(method + " " + uri + " " + version + "\r\n")
@@ -189,7 +195,9 @@ func sendFTW(addr string, req []byte, method string) ftwResult {
 		return ftwResult{err: err}
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	// Generous: a 64 KB argument at paranoia 4 costs a second of CPU, more
+	// on a loaded machine.
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
 	if _, err := conn.Write(req); err != nil {
 		return ftwResult{err: err}
 	}
@@ -210,6 +218,8 @@ func sendFTW(addr string, req []byte, method string) ftwResult {
 	}
 	return r
 }
+
+var repeatTemplate = regexp.MustCompile(`\{\{\s*"([^"]*)"\s*\|\s*repeat\s+(\d+)\s*\}\}`)
 
 var logIDPattern = regexp.MustCompile(`id "(\d+)"`)
 
@@ -258,7 +268,9 @@ func checkFTW(out ftwOutput, r ftwResult) string {
 	// Log regexes are about ModSecurity's log text; the rule IDs they name
 	// are what can be checked here.
 	if m := logIDPattern.FindAllStringSubmatch(out.Log.MatchRegex, -1); m != nil {
-		found := false
+		// "Multipart parsing error" is the log line of a body the parser
+		// rejected: REQBODY_ERROR, which Gatehouse's rule 200002 refuses.
+		found := strings.Contains(out.Log.MatchRegex, "Multipart parsing error") && slices.Contains(r.ids, waf.RuleBodyParseFailure)
 		for _, s := range m {
 			id, _ := strconv.Atoi(s[1])
 			found = found || slices.Contains(r.ids, id)
@@ -285,7 +297,16 @@ func TestCRSRegressionSuite(t *testing.T) {
 	cases := loadCRSTests(t)
 	excl := loadCRSExclusions(t)
 	full := !raceEnabled && !testing.Short()
-	if !full {
+	if only := os.Getenv("GATEHOUSE_CRS_ONLY"); only != "" {
+		// Debugging aid: GATEHOUSE_CRS_ONLY=920390-1,942100-10 runs those.
+		var sel []crsCase
+		for _, c := range cases {
+			if slices.Contains(strings.Split(only, ","), c.name) {
+				sel = append(sel, c)
+			}
+		}
+		cases, full = sel, false
+	} else if !full {
 		var sample []crsCase
 		for i, c := range cases {
 			if i%20 == 0 || excl[c.name] != "" {
@@ -315,7 +336,7 @@ func TestCRSRegressionSuite(t *testing.T) {
 	var wg sync.WaitGroup
 	next := make(chan int)
 	start := time.Now()
-	for w := 0; w < 6; w++ {
+	for w := 0; w < 4; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
