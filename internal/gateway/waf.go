@@ -193,7 +193,25 @@ func (g *Gateway) inspectWAF(sw *statusWriter, r *http.Request, c *call, w *waf.
 			r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
 		}
 	}
+	// X-Real-Ip and a generated X-Request-Id are the gateway's own values,
+	// not client input (the client's copies were stripped in stage 1): the
+	// WAF does not inspect them, which also keeps a repeated request's
+	// verdict cacheable (waf.verdictCache). A client-chosen request ID is
+	// inspected unless it is plain hex, which can carry no payload.
+	hdr := r.Header
+	realIP, rid := hdr["X-Real-Ip"], hdr["X-Request-Id"]
+	hideRID := len(rid) == 1 && isHex(rid[0])
+	delete(hdr, "X-Real-Ip")
+	if hideRID {
+		delete(hdr, "X-Request-Id")
+	}
 	v := w.Inspect(r, c.clientIP, body)
+	if realIP != nil {
+		hdr["X-Real-Ip"] = realIP
+	}
+	if hideRID {
+		hdr["X-Request-Id"] = rid
+	}
 	c.wafRules, c.wafScore = v.RuleIDs, v.Score
 	if g.wafTesting.VerdictHeader {
 		all := v.RuleIDs
@@ -244,3 +262,13 @@ type readCloser struct {
 }
 
 func (rc readCloser) Close() error { return rc.orig.Close() }
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return s != ""
+}

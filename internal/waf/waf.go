@@ -23,9 +23,12 @@ type WAF struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	verdicts verdictCache // recent verdicts of bodyless requests
 }
 
-// Verdict is the WAF's answer for one request. A refusal is a value, not an
+// Verdict is the WAF's answer for one request. Verdicts of repeated requests
+// are shared (see verdictCache): treat RuleIDs as read-only. A refusal is a value, not an
 // error: the pipeline turns Block into a generic 403 problem and puts RuleIDs
 // and Score in the audit record.
 type Verdict struct {
@@ -110,6 +113,30 @@ func (w *WAF) Inspect(r *http.Request, clientIP string, body []byte) Verdict {
 	if w == nil || w.waf == nil {
 		return Verdict{}
 	}
+	uri := r.RequestURI // as the client sent it, before any rewriting or re-encoding
+	if uri == "" {
+		uri = r.URL.RequestURI()
+	}
+	proto := r.Proto
+	if proto == "" {
+		proto = "HTTP/1.1"
+	}
+	var key [32]byte
+	cacheable := len(body) == 0 && !w.cfg.regression
+	if cacheable {
+		key = requestKey(r, uri, proto, clientIP)
+		if v, ok := w.verdicts.get(key); ok {
+			return v
+		}
+	}
+	v := w.inspect(r, uri, proto, clientIP, body)
+	if cacheable {
+		w.verdicts.put(key, v)
+	}
+	return v
+}
+
+func (w *WAF) inspect(r *http.Request, uri, proto, clientIP string, body []byte) Verdict {
 	tx := w.waf.NewTransaction()
 	defer func() {
 		tx.ProcessLogging()
@@ -119,14 +146,6 @@ func (w *WAF) Inspect(r *http.Request, clientIP string, body []byte) Verdict {
 	}()
 
 	tx.ProcessConnection(clientIP, 0, "", 0)
-	uri := r.RequestURI // as the client sent it, before any rewriting or re-encoding
-	if uri == "" {
-		uri = r.URL.RequestURI()
-	}
-	proto := r.Proto
-	if proto == "" {
-		proto = "HTTP/1.1"
-	}
 	tx.ProcessURI(uri, r.Method, proto)
 	for k, vs := range r.Header {
 		for _, v := range vs {
