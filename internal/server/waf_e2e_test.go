@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -424,5 +425,31 @@ func TestWAFConfigErrors(t *testing.T) {
 				t.Errorf("problems %q do not name %s:%d and %q", ps, path, line, tc.want)
 			}
 		})
+	}
+}
+
+// TestWAFReadmeExample: the README's WAF block, on the orders API, loads
+// and behaves as documented (getOrder blocks, listOrders is off).
+func TestWAFReadmeExample(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## WAF\n")
+	if !ok {
+		t.Fatal("README has no WAF section")
+	}
+	_, block, _ := strings.Cut(section, "\n    waf:\n")
+	block, _, _ = strings.Cut(block, "```")
+	up := newEchoUpstream(t, "orders-backend")
+	api := ordersAPI(up.URL())
+	api.APIExtra = "    waf:\n" + block
+	g := startGateway(t, gwConfig{APIs: []apiConfig{api}})
+	attack := "?" + url.Values{"q": {"<script>alert(document.cookie)</script>"}}.Encode()
+	resp, body := g.wafGet(t, "/orders/v1/orders/42"+attack)
+	assertProblem(t, resp, body, 403, "forbidden")
+	if resp, body := g.wafGet(t, "/orders/v1/orders"+attack); resp.StatusCode != 200 {
+		t.Errorf("listOrders (waf off in the README example): %d %s", resp.StatusCode, body)
 	}
 }

@@ -52,10 +52,10 @@ type Config struct {
 	// ExcludeTags removes every CRS rule carrying one of these tags, e.g.
 	// "attack-sqli" or "language-php". Matching is exact and case-sensitive.
 	ExcludeTags []string
-	// BodyLimit is how many bytes of a JSON, XML or form body are inspected.
-	// Longer bodies are inspected partially (their first BodyLimit bytes),
-	// never refused for size: size limits belong to the listener and the
-	// validate stage. 0 means 128 KiB.
+	// BodyLimit is how many bytes of a body are inspected. Inspect looks at
+	// the first BodyLimit bytes of a longer one; the gateway refuses such a
+	// body in block mode (a payload padded past the limit would otherwise
+	// pass unseen) and passes it in detect mode. 0 means 128 KiB.
 	BodyLimit int64
 
 	// regression sets the CRS variables the CRS's own regression suite
