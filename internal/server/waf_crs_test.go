@@ -309,7 +309,7 @@ func TestCRSRegressionSuite(t *testing.T) {
 	} else if !full {
 		var sample []crsCase
 		for i, c := range cases {
-			if i%20 == 0 || excl[c.name] != "" {
+			if i%50 == 0 || excl[c.name] != "" {
 				sample = append(sample, c)
 			}
 		}
