@@ -49,7 +49,8 @@ func TestHarnessEndToEnd(t *testing.T) {
 	for _, s := range rep.Targets {
 		names = append(names, s.Target)
 	}
-	if got := strings.Join(names, ","); got != "bare-http,gatehouse-http,bare-http+apikey,gatehouse-apikey,bare-http+jwt,gatehouse-jwt,bare-tls,gatehouse-tls" {
+	if got := strings.Join(names, ","); got != "bare-http,gatehouse-http,bare-http+apikey,gatehouse-apikey,bare-http+jwt,gatehouse-jwt,bare-tls,gatehouse-tls,"+
+		"bare-http+waf-path,gatehouse-waf-p1,naive-waf-p1,gatehouse-waf-p1-vs-naive" {
 		t.Fatalf("targets: %s", got)
 	}
 	// Each auth target answered 200 with its credential (the probe before
@@ -71,9 +72,10 @@ func TestHarnessEndToEnd(t *testing.T) {
 	for _, run := range rep.Runs {
 		pairs[run.Target] = run.Pair
 	}
-	if len(rep.Runs) != 8 || pairs["bare-http+jwt"] != "gatehouse-jwt" || pairs["bare-http+apikey"] != "gatehouse-apikey" ||
-		pairs["bare-http"] != "gatehouse-http" || pairs["bare-tls"] != "gatehouse-tls" {
-		t.Errorf("want 8 windows in 4 pairs, got %d: %v", len(rep.Runs), pairs)
+	if len(rep.Runs) != 12 || pairs["bare-http+jwt"] != "gatehouse-jwt" || pairs["bare-http+apikey"] != "gatehouse-apikey" ||
+		pairs["bare-http"] != "gatehouse-http" || pairs["bare-tls"] != "gatehouse-tls" ||
+		pairs["bare-http+waf-path"] != "gatehouse-waf-p1" || pairs["naive-waf-p1"] != "gatehouse-waf-p1-vs-naive" {
+		t.Errorf("want 12 windows in 6 pairs, got %d: %v", len(rep.Runs), pairs)
 	}
 	for _, s := range rep.Targets {
 		if s.Requests <= 0 || s.Errors != 0 || s.Non200 != 0 {
@@ -90,19 +92,22 @@ func TestHarnessEndToEnd(t *testing.T) {
 			t.Errorf("ratio %+v: want one paired round", ra)
 		}
 	}
-	if got := strings.Join(ratios, ","); got != "gatehouse-http,gatehouse-apikey,gatehouse-jwt,gatehouse-tls" || len(rep.Checks) != 8 {
-		t.Errorf("want HTTP, API key, JWT and TLS ratios and 8 checks, got %s, %+v", got, rep.Checks)
+	if got := strings.Join(ratios, ","); got != "gatehouse-http,gatehouse-apikey,gatehouse-jwt,gatehouse-tls,gatehouse-waf-p1,gatehouse-waf-p1-vs-naive" || len(rep.Checks) != 12 {
+		t.Errorf("want HTTP, API key, JWT, TLS and WAF ratios and 12 checks, got %s, %+v", got, rep.Checks)
 	}
 	for _, c := range rep.Checks {
 		if c.Name == "throughput ratio" && (c.Target == "gatehouse-apikey" || c.Target == "gatehouse-jwt") &&
 			(c.Limit != TargetAuthThroughputRatio || c.Informational) {
 			t.Errorf("auth throughput check %+v: want a %.2f target", c, TargetAuthThroughputRatio)
 		}
+		if c.Name == "throughput ratio" && c.Target == "gatehouse-waf-p1-vs-naive" && (c.Limit != TargetWAFNaiveRatio || c.Informational) {
+			t.Errorf("WAF throughput check %+v: want a %.2f target", c, TargetWAFNaiveRatio)
+		}
 	}
 	var table strings.Builder
 	rep.WriteTable(&table)
 	for _, want := range []string{"gatehouse-http", "bare-tls", "gatehouse-apikey", "gatehouse-jwt", "bare-http+jwt", "API key", "JWT",
-		"throughput ratio", "p99 ratio", "401 without", "403 without scope items:read", "0 errors"} {
+		"throughput ratio", "p99 ratio", "WAF p1 vs Coraza WrapHandler", "401 without", "403 without scope items:read", "0 errors"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

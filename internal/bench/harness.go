@@ -221,6 +221,17 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		return nil, err
 	}
 
+	naive, line, err := startProc("naive WAF proxy", filepath.Join(dir, "naive-waf.log"), self, nil,
+		[]string{RoleEnv + "=naive-waf", envUpstream + "=" + upstreamURL}, true, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	procs = append(procs, naive)
+	naiveAddrs, err := announced(line)
+	if err != nil {
+		return nil, err
+	}
+
 	// Gatehouse needs fixed ports in its config. They are picked free just
 	// before it starts; if another process grabs one in between, try again.
 	var gp *proc
@@ -264,6 +275,15 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		{bareHTTP, target{name: "gatehouse-http", proxy: "gatehouse", proto: "http", url: "http://" + ghHTTP + benchPath, proc: gp}},
 		{bareTLS, target{name: "gatehouse-tls", proxy: "gatehouse", proto: "tls", url: "https://" + ghHTTPS + benchPath, proc: gp}},
 	}
+	// The WAF rows: Gatehouse with the CRS against the bare proxy, and
+	// against the bare proxy inside Coraza's WrapHandler (see waf.go).
+	bareWAF := bareHTTP
+	bareWAF.name = "bare-http+waf-path"
+	naiveWAF := target{name: "naive-waf-p1", proxy: "bare", proto: "http", url: "http://" + naiveAddrs["http"] + wafPath, proc: naive}
+	ghWAF := target{name: "gatehouse-waf-p1", proxy: "gatehouse", proto: "http", url: "http://" + ghHTTP + wafPath, proc: gp}
+	ghWAFNaive := ghWAF
+	ghWAFNaive.name = "gatehouse-waf-p1-vs-naive"
+	pairs = append(pairs, pairing{bareWAF, ghWAF}, pairing{naiveWAF, ghWAFNaive})
 	if auth != nil {
 		// Each auth target's bare windows send the same credential header
 		// to the same bare proxy, which passes it through unread (as
@@ -378,7 +398,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 					return nil, fmt.Errorf("read gatehouse metrics: %w", err)
 				}
 			}
-			ours := []int{os.Getpid(), up.pid(), bare.pid(), gp.pid()}
+			ours := []int{os.Getpid(), up.pid(), bare.pid(), gp.pid(), naive.pid()}
 			before := snapCPU(ours, t.proc.pid())
 			res, err := drive(t, o.Duration)
 			if err != nil {
@@ -550,6 +570,7 @@ apis:
     policies:
       - {operation: "*", public: true}
 `, httpAddr, httpsAddr, cert, key, adminAddr, filepath.Join(dir, "gh.db"), spec, upstream)
+	cfg += wafAPIConfig(spec, upstream)
 	if auth != nil {
 		cfg += auth.configAPIs(spec, upstream) + auth.configSections()
 	}

@@ -25,6 +25,8 @@ var comparisons = []struct{ target, label string }{
 	{"gatehouse-apikey", "API key"},
 	{"gatehouse-jwt", "JWT"},
 	{"gatehouse-tls", "TLS"},
+	{"gatehouse-waf-p1", "WAF p1 vs bare"},
+	{"gatehouse-waf-p1-vs-naive", "WAF p1 vs Coraza WrapHandler"},
 }
 
 // Report is the outcome of a Run; it marshals to the -json output.
@@ -198,7 +200,7 @@ func (r *Report) summarize() {
 	}
 	// Keep the canonical target order whatever order the rounds ran in.
 	canonical := []string{"bare-http", "gatehouse-http", "bare-http+apikey", "gatehouse-apikey", "bare-http+jwt", "gatehouse-jwt",
-		"bare-tls", "gatehouse-tls"}
+		"bare-tls", "gatehouse-tls", "bare-http+waf-path", "gatehouse-waf-p1", "naive-waf-p1", "gatehouse-waf-p1-vs-naive"}
 	slices.SortStableFunc(order, func(a, b string) int {
 		return rank(canonical, a) - rank(canonical, b)
 	})
@@ -223,6 +225,11 @@ func (r *Report) summarize() {
 			tputInfo, p99Info = true, true
 		case "gatehouse-apikey", "gatehouse-jwt":
 			tput, p99Info = TargetAuthThroughputRatio, true
+		case "gatehouse-waf-p1":
+			// What the CRS costs over a bare proxy: reported, no target.
+			tputInfo, p99Info = true, true
+		case "gatehouse-waf-p1-vs-naive":
+			tput, p99Info = TargetWAFNaiveRatio, true
 		}
 		r.Checks = append(r.Checks,
 			Check{Name: "throughput ratio", Target: ra.Target, Protocol: ra.Protocol, Value: ra.Throughput, Op: ">=", Limit: tput,

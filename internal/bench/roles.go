@@ -87,6 +87,8 @@ func serveRole(role string) error {
 		return serveUpstream(ctx)
 	case "bare":
 		return serveBare(ctx, os.Getenv(envUpstream), os.Getenv(envCert), os.Getenv(envKey))
+	case "naive-waf":
+		return serveNaiveWAF(ctx, os.Getenv(envUpstream))
 	default:
 		return fmt.Errorf("unknown role %q", role)
 	}

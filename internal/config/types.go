@@ -184,6 +184,8 @@ type API struct {
 	// MaxInFlight caps concurrent requests to the upstream (0: no cap), so
 	// one caller's burst cannot take the backend down; excess gets 503.
 	MaxInFlight int `yaml:"max_in_flight"`
+	// WAF inspects requests with the OWASP Core Rule Set (nil: off).
+	WAF *WAF `yaml:"waf"`
 
 	// Line is where this API was declared, for later error messages.
 	File string `yaml:"-"`
@@ -372,3 +374,22 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes the duration in Go syntax.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// WAF is an API's web application firewall policy (see internal/waf).
+// Operations may override it: their entries in Operations replace the
+// fields they set and add to the exclusions.
+type WAF struct {
+	WAFPolicy  `yaml:",inline"`
+	Operations map[string]WAFPolicy `yaml:"operations"`
+}
+
+// WAFPolicy is one WAF setting; zero fields take the default (or, in an
+// operation override, the API's value).
+type WAFPolicy struct {
+	Mode             string   `yaml:"mode"` // off | detect | block
+	Paranoia         int      `yaml:"paranoia"`
+	InboundThreshold int      `yaml:"inbound_threshold"`
+	ExcludeRules     []int    `yaml:"exclude_rules"`
+	ExcludeTags      []string `yaml:"exclude_tags"`
+	BodyLimit        int64    `yaml:"body_limit"`
+}

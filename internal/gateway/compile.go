@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/registry"
 	"github.com/gatehouse/gatehouse/internal/route"
+	"github.com/gatehouse/gatehouse/internal/waf"
 )
 
 // Runtime is one compiled configuration: everything a request needs, built
@@ -43,6 +44,8 @@ type Runtime struct {
 	ipDeny        []netip.Prefix
 	// partnerNets are the networks each partner's consumers must call from.
 	partnerNets map[string][]netip.Prefix
+	// wafConfigs are the WAF policies in use, so a swap can release the rest.
+	wafConfigs []waf.Config
 }
 
 // Operation is one routable operation with what the pipeline needs for it.
@@ -55,6 +58,7 @@ type Operation struct {
 	upstream *upstream
 	auth     *apiAuth
 	policy   *authz.OperationPolicy
+	waf      *waf.WAF // nil when the operation is not inspected
 }
 
 // upstream is one API's backend.
@@ -158,12 +162,13 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 				rep.Errorf(p.Pointer, "%s", p.Message)
 			}
 		}
+		wafs := g.buildWAFs(rt, rep, ac, ptr, ids)
 		for _, o := range spec.Operations {
 			full := joinTemplate(ac.Route.BasePath, o.Path)
 			op := &Operation{
 				API: api, ID: o.ID, Method: o.Method, Template: full,
 				series: g.seriesFor(ac.Name, o.ID), upstream: up,
-				auth: auth, policy: policies.For(o.ID),
+				auth: auth, policy: policies.For(o.ID), waf: wafs[o.ID],
 			}
 			routes = append(routes, route.Route{Host: ac.Route.Host, Method: o.Method, Path: full, Handler: op})
 			origins = append(origins, routeOrigin{ptr: ptr + "/spec", file: spec.File, line: o.Line,

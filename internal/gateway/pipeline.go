@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/route"
+	"github.com/gatehouse/gatehouse/internal/waf"
 )
 
 // Gateway serves the data plane from the current Runtime.
@@ -35,6 +36,9 @@ type Gateway struct {
 	// detector receives every finished request (nil: detection off).
 	detector atomic.Pointer[detect.Engine]
 
+	wafs       *waf.Cache // WAF instances shared across APIs and reloads
+	wafTesting WAFTesting
+
 	mu         sync.Mutex
 	transports map[transportKey]*http.Transport
 	series     map[string]*metrics.OperationSeries
@@ -47,6 +51,7 @@ func New(m *metrics.Metrics, log *slog.Logger) *Gateway {
 		log:        log,
 		transports: map[transportKey]*http.Transport{},
 		series:     map[string]*metrics.OperationSeries{},
+		wafs:       waf.NewCache(),
 	}
 	g.deprecations = govern.NewTracker(m.Registry, log, govern.TrackerOptions{})
 	g.SetIdentity(IdentityDeps{})
@@ -59,6 +64,7 @@ func (g *Gateway) Swap(rt *Runtime) *Runtime {
 	old := g.runtime.Swap(rt)
 	g.commitIdentity(rt.Config, rt.identity)
 	g.deprecations.SetAlertWindow(rt.Config.Governance.SunsetAlert.D())
+	g.wafs.Retain(rt.wafConfigs...) // close the instances no API uses any more
 	return old
 }
 
@@ -86,13 +92,18 @@ type call struct {
 	params       route.Params
 	principal    *authn.Principal
 	vals         []string // header values set by the gateway (fresh per request)
+	// The WAF's findings, for the log and audit record: matched CRS rule
+	// IDs, inbound anomaly score, and "block" or "detect" ("" if clean).
+	wafRules  []int
+	wafScore  int
+	wafAction string
 }
 
 var callPool = sync.Pool{New: func() any { return new(call) }}
 
 // ServeHTTP runs the pipeline:
 //
-//	listener → route → waf (IP lists) → authn → revoked → authz → limit (in-flight cap) → [validate] → proxy → [filter → audit]
+//	listener → route → waf (IP lists, CRS) → authn → revoked → authz → limit (in-flight cap) → [validate] → proxy → [filter → audit]
 //
 // The bracketed stages arrive with later features; each stage that says no
 // ends the request with a problem response naming its stage and reason.
@@ -193,7 +204,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	// 3. waf: network allow and deny lists (the WAF proper comes later).
+	// 3. waf: network allow and deny lists, then the Core Rule Set.
 	var clientAddr netip.Addr
 	revs := rt.identity.revocations
 	if len(rt.ipDeny) > 0 || len(up.ipAllow) > 0 || len(up.ipDeny) > 0 || len(rt.partnerNets) > 0 || revs.Blocking() {
@@ -211,6 +222,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.deny(sw, c, ProbForbidden, "waf", "ip_not_allowed", "Requests from this address are not accepted.")
 			return
 		}
+	}
+	if op.waf != nil && !g.inspectWAF(sw, r, c, op.waf, rt.maxBody) {
+		return
 	}
 
 	// 4. authn: the first authenticator that recognises a credential
@@ -327,7 +341,7 @@ func (g *Gateway) record(c *call, op *Operation, sw *statusWriter, start time.Ti
 		// internal reason (never shown to the client) is logged. Routing
 		// refusals are noise under a scan and stay at debug.
 		lvl := slog.LevelDebug
-		if c.denyStage == "authn" || c.denyStage == "authz" {
+		if c.denyStage == "authn" || c.denyStage == "authz" || c.wafAction != "" {
 			lvl = slog.LevelInfo
 		}
 		if g.log.Enabled(context.Background(), lvl) {
@@ -336,9 +350,16 @@ func (g *Gateway) record(c *call, op *Operation, sw *statusWriter, start time.Ti
 				consumer = c.principal.Consumer
 			}
 			g.log.Log(context.Background(), lvl, "request denied", "request_id", c.requestID, "api", c.api, "operation", c.operation,
-				"stage", c.denyStage, "reason", c.denyReason, "status", status, "client_ip", c.clientIP, "consumer", consumer)
+				"stage", c.denyStage, "reason", c.denyReason, "status", status, "client_ip", c.clientIP, "consumer", consumer,
+				"waf_rules", c.wafRules, "waf_score", c.wafScore)
 		}
 		return
+	}
+	if c.wafAction != "" {
+		// Detect mode (or a score under the threshold): the request went
+		// through, and the match is a security event.
+		g.log.Info("waf detected", "request_id", c.requestID, "api", c.api, "operation", c.operation,
+			"action", c.wafAction, "waf_rules", c.wafRules, "waf_score", c.wafScore, "status", status, "client_ip", c.clientIP)
 	}
 	if op == nil {
 		return

@@ -29,6 +29,8 @@ type Metrics struct {
 	ConfigLastOK     prometheus.Gauge
 	ConfigGeneration prometheus.Gauge
 	InFlight         prometheus.Gauge
+	WAFDecisions     *prometheus.CounterVec
+	WAFRuleMatches   *prometheus.CounterVec
 }
 
 // New registers every collector on a fresh registry.
@@ -53,6 +55,14 @@ func New(version string) *Metrics {
 			Name: "gatehouse_denials_total",
 			Help: "Requests refused by the gateway, by pipeline stage and reason.",
 		}, []string{"stage", "reason"}),
+		WAFDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_waf_decisions_total",
+			Help: "Requests the WAF flagged, by API and action (block: refused; detect: matched and passed).",
+		}, []string{"api", "action"}),
+		WAFRuleMatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_waf_rule_matches_total",
+			Help: "Core Rule Set detection rules matched, by rule ID.",
+		}, []string{"rule"}),
 		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_config_reloads_total",
 			Help: "Config reload attempts by result (success, failure).",
@@ -76,7 +86,7 @@ func New(version string) *Metrics {
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
 	reg.MustRegister(m.Requests, m.Latency, m.UpstreamErrors, m.Denials, m.ConfigReloads,
-		m.ConfigLastOK, m.ConfigGeneration, m.InFlight, build,
+		m.ConfigLastOK, m.ConfigGeneration, m.InFlight, build, m.WAFDecisions, m.WAFRuleMatches,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the reload series so a dashboard sees 0, not absence.
 	m.ConfigReloads.WithLabelValues("success")

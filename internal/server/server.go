@@ -38,6 +38,8 @@ type Options struct {
 	// Watch enables reload on config file change (SIGHUP is handled by the
 	// caller through Reload).
 	Watch bool
+	// WAFTesting is test-only WAF behaviour (zero in production).
+	WAFTesting gateway.WAFTesting
 }
 
 // Server is a running Gatehouse.
@@ -83,6 +85,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.log, s.redaction = redactingLogger(o.Logger)
 	s.metrics = metrics.New(o.Version)
 	s.gw = gateway.New(s.metrics, s.log)
+	s.gw.SetWAFTesting(o.WAFTesting)
 
 	loaded, err := config.Load(o.ConfigPath, o.Env)
 	if err != nil {

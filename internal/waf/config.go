@@ -52,11 +52,26 @@ type Config struct {
 	// ExcludeTags removes every CRS rule carrying one of these tags, e.g.
 	// "attack-sqli" or "language-php". Matching is exact and case-sensitive.
 	ExcludeTags []string
-	// BodyLimit is how many bytes of a JSON, XML or form body are inspected.
-	// Longer bodies are inspected partially (their first BodyLimit bytes),
-	// never refused for size: size limits belong to the listener and the
-	// validate stage. 0 means 128 KiB.
+	// BodyLimit is how many bytes of a body are inspected. Inspect looks at
+	// the first BodyLimit bytes of a longer one; the gateway refuses such a
+	// body in block mode (a payload padded past the limit would otherwise
+	// pass unseen) and passes it in detect mode. 0 means 128 KiB.
 	BodyLimit int64
+
+	// regression sets the CRS variables the CRS's own regression suite
+	// assumes (argument limits, UTF-8 validation). Tests only; see
+	// RegressionProfile.
+	regression bool
+}
+
+// RegressionProfile returns c with the CRS settings the Core Rule Set's own
+// regression tests (go-ftw) expect, the same ones Coraza's test harness sets:
+// argument count and length limits, file size limits and UTF-8 validation.
+// They are CRS options that are off by default; the gateway turns them on
+// only in its CRS regression test.
+func RegressionProfile(c Config) Config {
+	c.regression = true
+	return c
 }
 
 // Rule IDs Gatehouse adds to the CRS: the IDs crs-setup.conf.example uses for
@@ -67,6 +82,7 @@ const (
 	ruleSetParanoia    = 900000
 	ruleSetThreshold   = 900110
 	ruleSetMethods     = 900200
+	ruleSetRegression  = 900005
 	ruleXMLProcessor   = 200000
 	ruleJSONProcessor  = 200001
 	ruleJSONSuffix     = 200006
@@ -96,27 +112,27 @@ func (c Config) normalize() (Config, error) {
 		return Config{Mode: ModeOff}, nil
 	case ModeDetect, ModeBlock:
 	case "":
-		errs = append(errs, errors.New(`mode: missing: set "off", "detect" or "block"`))
+		errs = append(errs, fieldErr("mode", -1, `missing: set "off", "detect" or "block"`))
 	default:
-		errs = append(errs, fmt.Errorf(`mode: %q is not one of "off", "detect", "block"`, string(n.Mode)))
+		errs = append(errs, fieldErr("mode", -1, `%q is not one of "off", "detect", "block"`, string(n.Mode)))
 	}
 	if n.Paranoia == 0 {
 		n.Paranoia = DefaultParanoia
 	}
 	if n.Paranoia < 1 || n.Paranoia > 4 {
-		errs = append(errs, fmt.Errorf("paranoia: %d is outside 1-4", c.Paranoia))
+		errs = append(errs, fieldErr("paranoia", -1, "%d is outside 1-4", c.Paranoia))
 	}
 	if n.InboundThreshold == 0 {
 		n.InboundThreshold = DefaultInboundThreshold
 	}
 	if n.InboundThreshold < 1 {
-		errs = append(errs, fmt.Errorf("inbound_threshold: %d must be at least 1", c.InboundThreshold))
+		errs = append(errs, fieldErr("inbound_threshold", -1, "%d must be at least 1", c.InboundThreshold))
 	}
 	if n.BodyLimit == 0 {
 		n.BodyLimit = DefaultBodyLimit
 	}
 	if n.BodyLimit < 1 || n.BodyLimit > maxBodyLimit {
-		errs = append(errs, fmt.Errorf("body_limit: %d bytes is outside 1 B - 1 GiB", c.BodyLimit))
+		errs = append(errs, fieldErr("body_limit", -1, "%d bytes is outside 1 B - 1 GiB", c.BodyLimit))
 	}
 
 	idx, err := crsIndex()
@@ -125,31 +141,69 @@ func (c Config) normalize() (Config, error) {
 	}
 	n.ExcludeRuleIDs = slices.Compact(slices.Sorted(slices.Values(c.ExcludeRuleIDs)))
 	for _, id := range n.ExcludeRuleIDs {
+		i := slices.Index(c.ExcludeRuleIDs, id)
 		switch {
 		case isBookkeepingRule(id):
-			errs = append(errs, fmt.Errorf("exclude_rule_ids: %d is a CRS setup or anomaly-evaluation rule; excluding it would disable the WAF silently (use mode: detect or off instead)", id))
+			errs = append(errs, fieldErr("exclude_rule_ids", i, "%d is a CRS setup or anomaly-evaluation rule; excluding it would disable the WAF silently (use mode: detect or off instead)", id))
 		case idx.skips[id]:
-			errs = append(errs, fmt.Errorf("exclude_rule_ids: %d is a CRS paranoia-level switch, not a check (set paranoia instead)", id))
+			errs = append(errs, fieldErr("exclude_rule_ids", i, "%d is a CRS paranoia-level switch, not a check (set paranoia instead)", id))
 		case id == RuleBodyParseFailure, id == RuleMultipartStrict:
 		case !idx.ids[id]:
-			errs = append(errs, fmt.Errorf("exclude_rule_ids: %d is not a rule of CRS %s", id, idx.version))
+			errs = append(errs, fieldErr("exclude_rule_ids", i, "%d is not a rule of CRS %s", id, idx.version))
 		}
 	}
 	n.ExcludeTags = slices.Compact(slices.Sorted(slices.Values(c.ExcludeTags)))
 	for _, tag := range n.ExcludeTags {
+		i := slices.Index(c.ExcludeTags, tag)
 		switch {
 		case !tagPattern.MatchString(tag):
-			errs = append(errs, fmt.Errorf("exclude_tags: %q may contain only letters, digits and _ . / : -", tag))
+			errs = append(errs, fieldErr("exclude_tags", i, "%q may contain only letters, digits and _ . / : -", tag))
 		case idx.protectedTags[tag]:
-			errs = append(errs, fmt.Errorf("exclude_tags: %q would remove the CRS setup or anomaly evaluation and disable the WAF silently (use mode: detect or off instead)", tag))
+			errs = append(errs, fieldErr("exclude_tags", i, "%q would remove the CRS setup or anomaly evaluation and disable the WAF silently (use mode: detect or off instead)", tag))
 		case !idx.tags[tag]:
-			errs = append(errs, fmt.Errorf("exclude_tags: %q is not a tag of CRS %s", tag, idx.version))
+			errs = append(errs, fieldErr("exclude_tags", i, "%q is not a tag of CRS %s", tag, idx.version))
 		}
 	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("waf config: %w", errors.Join(errs...))
 	}
 	return n, nil
+}
+
+// FieldError is one problem with one Config field, so the config loader can
+// point at the offending line. Index is the position in an exclusion list,
+// or -1.
+type FieldError struct {
+	Field string // exclude_rule_ids, exclude_tags, mode, paranoia, ...
+	Index int
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field string, i int, format string, args ...any) error {
+	return &FieldError{Field: field, Index: i, Msg: fmt.Sprintf(format, args...)}
+}
+
+// FieldErrors unwraps the per-field problems of an error from New or
+// Cache.Get (none when the error is not about the config).
+func FieldErrors(err error) []*FieldError {
+	var out []*FieldError
+	var walk func(error)
+	walk = func(e error) {
+		switch x := e.(type) {
+		case *FieldError:
+			out = append(out, x)
+		case interface{ Unwrap() []error }:
+			for _, y := range x.Unwrap() {
+				walk(y)
+			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
+		}
+	}
+	walk(err)
+	return out
 }
 
 // key identifies a normalized config for Cache.
@@ -159,6 +213,9 @@ func (c Config) key() string {
 	for _, id := range c.ExcludeRuleIDs {
 		b.WriteByte(',')
 		b.WriteString(strconv.Itoa(id))
+	}
+	if c.regression {
+		b.WriteString("|regression")
 	}
 	b.WriteString("|tags")
 	for _, t := range c.ExcludeTags {
@@ -211,6 +268,9 @@ func (c Config) directives() string {
 	// Responses are not inspected: phases 3 and 4 never run.
 	w("SecResponseBodyAccess Off")
 	w("SecAuditEngine Off")
+	// SecRxPreFilter is deliberately not turned on: it made a 1 KiB JSON
+	// body 1.35x cheaper, but with it CRS regression tests 932311-7 and
+	// 942220-2 no longer detect their attacks (server.TestCRSRegressionSuite).
 
 	// JSON and XML bodies are parsed only when a rule selects their processor
 	// (Coraza picks URLENCODED and MULTIPART by itself). Same rules as
@@ -229,6 +289,9 @@ func (c Config) directives() string {
 
 	w(`SecAction "id:%d,phase:1,pass,t:none,nolog,setvar:tx.blocking_paranoia_level=%d,setvar:tx.detection_paranoia_level=%d"`, ruleSetParanoia, c.Paranoia, c.Paranoia)
 	w(`SecAction "id:%d,phase:1,pass,t:none,nolog,setvar:tx.inbound_anomaly_score_threshold=%d"`, ruleSetThreshold, c.InboundThreshold)
+	if c.regression {
+		w(`SecAction "id:%d,phase:1,pass,t:none,nolog,setvar:tx.crs_validate_utf8_encoding=1,setvar:tx.arg_name_length=100,setvar:tx.arg_length=400,setvar:tx.total_arg_length=64000,setvar:tx.max_num_args=255,setvar:tx.max_file_size=64100,setvar:tx.combined_file_sizes=65535"`, ruleSetRegression)
+	}
 	// CRS allows GET HEAD POST OPTIONS only (rule 911100), which refuses every
 	// REST update. Which methods an operation accepts is the router's job.
 	w(`SecAction "id:%d,phase:1,pass,t:none,nolog,setvar:'tx.allowed_methods=GET HEAD POST OPTIONS PUT PATCH DELETE'"`, ruleSetMethods)

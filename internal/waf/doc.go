@@ -4,7 +4,7 @@
 // A WAF is compiled once per distinct Config when the configuration loads
 // (share them through Cache) and then inspects requests with Inspect, which
 // runs only the request phases: phase 1 (URI, headers) and phase 2 (query
-// arguments and, for JSON, XML and form bodies, the body). Responses are never
+// arguments and the body, whatever its type). Responses are never
 // inspected, so the CRS response rules are not even loaded. Inspect returns a
 // Verdict value; the pipeline refuses a blocked request with a generic 403
 // problem and records Verdict.RuleIDs and Verdict.Score in the audit record.
@@ -19,7 +19,9 @@
 //     200002, multipart: 200003), as in coraza.conf-recommended, except when
 //     the body was cut at Config.BodyLimit.
 //   - Bodies longer than Config.BodyLimit are inspected up to the limit
-//     (ProcessPartial), never refused for size.
+//     (ProcessPartial); the gateway refuses them (413) in block mode
+//     before they get here, so padding cannot push a payload past the WAF.
+//   - Verdicts of repeated bodyless requests are cached (verdictCache).
 //   - Exclusions must name rules and tags that exist, and may not remove the
 //     CRS setup or anomaly evaluation (that would turn blocking off silently).
 //
