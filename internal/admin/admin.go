@@ -43,6 +43,10 @@ type Options struct {
 	// Keys serves /v1/keys, /v1/consumers/{name}/revoke and
 	// /v1/partners/{name}/revoke; nil leaves them out.
 	Keys KeyService
+	// Quota reports a consumer's or partner's quota (GET
+	// /v1/consumers/{name}/quota, /v1/partners/{name}/quota); nil leaves
+	// them out.
+	Quota QuotaFunc
 }
 
 // New builds the admin handler.
@@ -58,6 +62,9 @@ func New(o Options) *Server {
 	}
 	if o.Keys != nil {
 		s.routeKeys(o.Keys)
+	}
+	if o.Quota != nil {
+		s.routeQuota(o.Quota)
 	}
 	s.mux.Handle("/", s.authorized(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteProblem(w, gateway.ProbNotFound, "No such admin endpoint.", "")

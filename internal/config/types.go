@@ -89,6 +89,8 @@ type Limits struct {
 	UpstreamConnectTimeout  Duration `yaml:"upstream_connect_timeout"`
 	UpstreamResponseTimeout Duration `yaml:"upstream_response_timeout"`
 	UpstreamMaxIdlePerHost  int      `yaml:"upstream_max_idle_per_host"`
+	// Rate-limit engine settings (the limits themselves are per API).
+	RateLimitSettings `yaml:",inline"`
 }
 
 // PathPolicy tunes path normalisation.
@@ -143,6 +145,8 @@ type API struct {
 	// MaxInFlight caps concurrent requests to the upstream (0: no cap), so
 	// one caller's burst cannot take the backend down; excess gets 503.
 	MaxInFlight int `yaml:"max_in_flight"`
+	// RateLimits apply to the API's requests (see ratelimit.go).
+	RateLimits []RateLimit `yaml:"limits"`
 
 	// Line is where this API was declared, for later error messages.
 	File string `yaml:"-"`
@@ -248,6 +252,8 @@ type Partner struct {
 	// MTLS: client certificates of this partner's consumers chain to
 	// ClientCA; Pins optionally restricts them to given SPKI SHA-256 hashes.
 	MTLS PartnerMTLS `yaml:"mtls"`
+	// Quota caps the requests of all the partner's consumers together.
+	Quota *Quota `yaml:"quota"`
 }
 
 // PartnerMTLS is a partner's client-certificate trust.
@@ -270,6 +276,8 @@ type Consumer struct {
 	JWKSFile string `yaml:"jwks_file"`
 	// Claims are fixed claims object-level rules can use (e.g. customers).
 	Claims map[string]any `yaml:"claims"`
+	// Quota caps the consumer's requests.
+	Quota *Quota `yaml:"quota"`
 }
 
 // Owner says who answers for an API.

@@ -72,6 +72,7 @@ func applyDefaults(c *Config, rep *Reporter) {
 		c.Store.SQLite = resolvePath(rep.Src, "/store/sqlite", c.Store.SQLite)
 	}
 	applyIdentityDefaults(c, rep)
+	applyRateLimitDefaults(c)
 	for i := range c.APIs {
 		a := &c.APIs[i]
 		ptr := fmt.Sprintf("/apis/%d", i)
@@ -179,6 +180,7 @@ func validate(c *Config, rep *Reporter) {
 		validateAPI(rep, i, &c.APIs[i], seen)
 	}
 	validateIdentity(c, rep)
+	validateRateLimits(c, rep)
 }
 
 func validateAPI(rep *Reporter, i int, a *API, seen map[string]int) {

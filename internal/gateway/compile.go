@@ -43,6 +43,7 @@ type Runtime struct {
 	ipDeny        []netip.Prefix
 	// partnerNets are the networks each partner's consumers must call from.
 	partnerNets map[string][]netip.Prefix
+	limits      *limitSet
 }
 
 // Operation is one routable operation with what the pipeline needs for it.
@@ -55,6 +56,7 @@ type Operation struct {
 	upstream *upstream
 	auth     *apiAuth
 	policy   *authz.OperationPolicy
+	limits   []opLimit // rate limits, all of which must pass
 }
 
 // upstream is one API's backend.
@@ -108,6 +110,7 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 		rt.clientCertTLS = c
 	}
 	rt.ipDeny = config.ParsePrefixes(cfg.IPDeny)
+	rt.limits = g.buildLimits(cfg, rep)
 	rt.partnerNets = map[string][]netip.Prefix{}
 	for _, p := range cfg.Partners {
 		if len(p.Networks) > 0 {
@@ -145,9 +148,12 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 		up.maxInFlight = int64(ac.MaxInFlight)
 		auth := apiAuthFor(ac, rt.identity)
 		ids := make([]string, len(spec.Operations))
+		opIDs := make(map[string]bool, len(ids))
 		for j, o := range spec.Operations {
 			ids[j] = o.ID
+			opIDs[o.ID] = true
 		}
+		opLimits := compileLimits(ac, ptr, opIDs, rep)
 		policies, probs := authz.Compile(ac, ids, ptr)
 		for _, p := range probs {
 			if p.Warning {
@@ -161,7 +167,7 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 			op := &Operation{
 				API: api, ID: o.ID, Method: o.Method, Template: full,
 				series: g.seriesFor(ac.Name, o.ID), upstream: up,
-				auth: auth, policy: policies.For(o.ID),
+				auth: auth, policy: policies.For(o.ID), limits: limitsOf(opLimits, o.ID),
 			}
 			routes = append(routes, route.Route{Host: ac.Route.Host, Method: o.Method, Path: full, Handler: op})
 			origins = append(origins, routeOrigin{ptr: ptr + "/spec", file: spec.File, line: o.Line,

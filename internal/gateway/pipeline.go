@@ -27,7 +27,8 @@ type Gateway struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 
-	id *Identity
+	id     *Identity
+	limits limitShared
 
 	mu         sync.Mutex
 	transports map[transportKey]*http.Transport
@@ -43,6 +44,8 @@ func New(m *metrics.Metrics, log *slog.Logger) *Gateway {
 		series:     map[string]*metrics.OperationSeries{},
 	}
 	g.SetIdentity(IdentityDeps{})
+	g.limits.metrics, g.limits.log = m, log
+	g.SetLimits(LimitDeps{})
 	return g
 }
 
@@ -239,7 +242,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 7. limit: backend protection (rate limits and quotas come later).
+	// 7. limit: rate limits and quotas (ratelimit.go), then backend protection.
+	if len(op.limits) > 0 || len(rt.limits.consumer) > 0 || len(rt.limits.partner) > 0 {
+		if !g.applyLimits(sw, r, c, op, rt.limits, clientAddr) {
+			return
+		}
+	}
 	if up.maxInFlight > 0 {
 		if up.inFlight.Add(1) > up.maxInFlight {
 			up.inFlight.Add(-1)

@@ -99,6 +99,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.gw.SetIdentity(gateway.IdentityDeps{Ctx: s.ctx, Store: s.store, Revocations: s.revocations})
+	s.gw.SetLimits(gateway.LimitDeps{Quotas: s.store})
 	rt, err := s.gw.Compile(loaded)
 	if err != nil {
 		s.cancel()
@@ -109,6 +110,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 
 	s.admin = admin.New(admin.Options{Metrics: s.metrics, Store: s.store, Ready: s.ready.Load, Reload: s.Reload,
 		Revoke: s.revocations.Revoke,
+		Quota:  s.gw.QuotaUsage,
 		// The key service is rebuilt when the pepper changes: look it up per call.
 		Keys: admin.DynamicKeys(func() admin.KeyService {
 			if k := s.gw.Keys(); k != nil {
@@ -374,6 +376,7 @@ func (s *Server) Close() {
 	if s.notifier != nil {
 		_ = s.notifier.Close()
 	}
+	s.gw.CloseLimits()
 	if s.store != nil {
 		_ = s.store.Close()
 	}
