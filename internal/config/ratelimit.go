@@ -28,6 +28,11 @@ type RateLimitSettings struct {
 	// RedisKeyPrefix prefixes the Redis keys of limits and quotas, so
 	// separate deployments can share one Redis (default "gatehouse:").
 	RedisKeyPrefix string `yaml:"redis_key_prefix"`
+	// LocalMaxKeys bounds the keys the in-process limiter tracks (default
+	// 1048576, about 100 MiB at worst); past it the idle and then the
+	// least-used keys are evicted, so a flood of distinct clients cannot
+	// exhaust memory. Read at start only: counters outlive reloads.
+	LocalMaxKeys int `yaml:"local_max_keys"`
 }
 
 // Limit keys a RateLimit can count by.

@@ -135,7 +135,7 @@ func (g *Gateway) buildLimits(cfg *config.Config, rep *config.Reporter) *limitSe
 		}
 	}
 	if s.local == nil {
-		s.local = limit.NewLocal(limit.LocalOptions{})
+		s.local = limit.NewLocal(limit.LocalOptions{MaxKeys: cfg.Limits.LocalMaxKeys})
 	}
 	if cfg.Redis == "" {
 		set.engine = s.local
@@ -468,6 +468,18 @@ func (s storeQuota) Usage(ctx context.Context, key string, q limit.Quota) (limit
 		return limit.QuotaUsage{}, err
 	}
 	return limit.QuotaUsage{Allowed: used < q.Limit, Used: used, Limit: q.Limit, ResetsAt: end}, nil
+}
+
+// LocalLimiterKeys reports how many keys the in-process limiter tracks and
+// its bound.
+func (g *Gateway) LocalLimiterKeys() (n, bound int) {
+	g.limits.mu.Lock()
+	l := g.limits.local
+	g.limits.mu.Unlock()
+	if l == nil {
+		return 0, 0
+	}
+	return l.Len(), l.MaxKeys()
 }
 
 // CloseLimits releases the Redis client (on server shutdown).

@@ -477,3 +477,35 @@ func TestRateLimitPerConsumer(t *testing.T) {
 		}
 	}
 }
+
+// TestRateLimitFloodBounded: a flood of distinct client addresses through
+// the listener leaves the in-process limiter within its key bound, and the
+// limit still holds for a client seen just now.
+func TestRateLimitFloodBounded(t *testing.T) {
+	t.Parallel()
+	g, _ := limitedGateway(t, "      - {per: ip, rate: 2/h}\n", func(c *gwConfig) {
+		c.Limits = map[string]string{"local_max_keys": "512"}
+	})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 750 {
+				addr := fmt.Sprintf("2001:db8:%x:%x::1", w, i) // 3000 distinct /64s
+				if resp, _, err := g.try(g.h2, http.MethodGet, "/orders/v1/orders", from(addr)); err != nil || resp.StatusCode != 200 {
+					t.Errorf("flood request from %s: %v %v", addr, err, resp)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	n, bound := g.srv.Gateway().LocalLimiterKeys()
+	if bound > 4096 || n > bound || n == 0 {
+		t.Fatalf("limiter tracks %d keys, bound %d: want 0 < n <= bound <= 4096", n, bound)
+	}
+	for i, want := range []int{200, 200, 429} {
+		if resp, _ := g.do(t, g.h2, http.MethodGet, "/orders/v1/orders", from("2001:db8:ffff::1")); resp.StatusCode != want {
+			t.Fatalf("after the flood, request %d: %d, want %d", i+1, resp.StatusCode, want)
+		}
+	}
+}
