@@ -16,6 +16,9 @@ const (
 	TargetThroughputRatio     = 0.90
 	TargetP99Ratio            = 1.2
 	TargetAuthThroughputRatio = 0.85
+	// From the traffic-control issue: a local rate limit keeps 90%, a
+	// Redis one (a round trip per request) 60%.
+	TargetRedisLimitThroughputRatio = 0.60
 )
 
 // comparisons are the Gatehouse targets in report order, each compared
@@ -25,6 +28,8 @@ var comparisons = []struct{ target, label string }{
 	{"gatehouse-apikey", "API key"},
 	{"gatehouse-jwt", "JWT"},
 	{"gatehouse-tls", "TLS"},
+	{"gatehouse-ratelimit-local", "rate limit (local)"},
+	{"gatehouse-ratelimit-redis", "rate limit (Redis)"},
 }
 
 // Report is the outcome of a Run; it marshals to the -json output.
@@ -198,7 +203,7 @@ func (r *Report) summarize() {
 	}
 	// Keep the canonical target order whatever order the rounds ran in.
 	canonical := []string{"bare-http", "gatehouse-http", "bare-http+apikey", "gatehouse-apikey", "bare-http+jwt", "gatehouse-jwt",
-		"bare-tls", "gatehouse-tls"}
+		"bare-tls", "gatehouse-tls", "bare-http+rl-local", "gatehouse-ratelimit-local", "bare-http+rl-redis", "gatehouse-ratelimit-redis"}
 	slices.SortStableFunc(order, func(a, b string) int {
 		return rank(canonical, a) - rank(canonical, b)
 	})
@@ -223,6 +228,10 @@ func (r *Report) summarize() {
 			tputInfo, p99Info = true, true
 		case "gatehouse-apikey", "gatehouse-jwt":
 			tput, p99Info = TargetAuthThroughputRatio, true
+		case "gatehouse-ratelimit-local":
+			p99Info = true
+		case "gatehouse-ratelimit-redis":
+			tput, p99Info = TargetRedisLimitThroughputRatio, true
 		}
 		r.Checks = append(r.Checks,
 			Check{Name: "throughput ratio", Target: ra.Target, Protocol: ra.Protocol, Value: ra.Throughput, Op: ">=", Limit: tput,
