@@ -106,7 +106,7 @@ func (o *Options) defaults() error {
 type target struct {
 	name, proxy, proto string // e.g. "gatehouse-tls", "gatehouse", "tls"
 	url                string
-	proc               *proc // the proxy process, for its CPU time
+	proc               *proc  // the proxy process, for its CPU time
 	metrics            string // the Gatehouse's /metrics (empty: the main one)
 	// rateLimited targets must answer with RateLimit headers.
 	rateLimited bool

@@ -57,6 +57,8 @@ type Operation struct {
 	auth     *apiAuth
 	policy   *authz.OperationPolicy
 	limits   []opLimit // rate limits, all of which must pass
+	// policyHeader is the RateLimit-Policy value of limits.
+	policyHeader string
 }
 
 // upstream is one API's backend.
@@ -164,10 +166,11 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 		}
 		for _, o := range spec.Operations {
 			full := joinTemplate(ac.Route.BasePath, o.Path)
+			lims := limitsOf(opLimits, o.ID)
 			op := &Operation{
 				API: api, ID: o.ID, Method: o.Method, Template: full,
 				series: g.seriesFor(ac.Name, o.ID), upstream: up,
-				auth: auth, policy: policies.For(o.ID), limits: limitsOf(opLimits, o.ID),
+				auth: auth, policy: policies.For(o.ID), limits: lims, policyHeader: policyHeaderOf(lims),
 			}
 			routes = append(routes, route.Route{Host: ac.Route.Host, Method: o.Method, Path: full, Handler: op})
 			origins = append(origins, routeOrigin{ptr: ptr + "/spec", file: spec.File, line: o.Line,

@@ -256,11 +256,24 @@ func compileLimits(ac config.API, ptr string, opIDs map[string]bool, rep *config
 	return out
 }
 
+// policyHeaderOf is the RateLimit-Policy value of an operation's limits,
+// built once at compile time.
+func policyHeaderOf(ls []opLimit) string {
+	if len(ls) == 0 {
+		return ""
+	}
+	checks := make([]limit.Check, len(ls))
+	for i, l := range ls {
+		checks[i] = limit.Check{Policy: l.policy, Rule: l.rule}
+	}
+	return limit.PolicyValue(checks)
+}
+
 // key is the limit's counter for this request. A limit by consumer,
 // partner or credential that the request cannot supply (an anonymous call,
 // a consumer without partner) counts by the client's address instead, so
 // anonymous traffic is limited too and cannot share one global budget.
-func (l *opLimit) key(buf []byte, p *authn.Principal, ipKey, opID string) string {
+func (l *opLimit) key(buf []byte, p *authn.Principal, ip netip.Prefix, opID string) string {
 	b := append(buf[:0], l.prefix...)
 	needIP := l.per&byIP != 0
 	part := func(bit uint8, tag, v string) {
@@ -284,13 +297,47 @@ func (l *opLimit) key(buf []byte, p *authn.Principal, ipKey, opID string) string
 	part(byCredential, "k=", cred)
 	part(byOperation, "o=", opID)
 	if needIP {
-		b = append(b, ipKey...)
+		if ip.IsValid() {
+			b = append(b, "ip:"...)
+			b = ip.AppendTo(b)
+		} else {
+			b = append(b, limit.InvalidIPKey...)
+		}
 	}
 	return string(b)
 }
 
-// maxLimitChecks bounds the checks of one request kept on the stack.
+// clientPrefix is the client's address masked for per-IP limits (as
+// limit.ClientIPKey masks it); invalid when the address is unknown, and
+// all such requests then share one budget rather than escape limits.
+func clientPrefix(a netip.Addr, v4, v6 int) netip.Prefix {
+	if !a.IsValid() {
+		return netip.Prefix{}
+	}
+	a = a.Unmap().WithZone("")
+	bits := v6
+	if a.Is4() {
+		bits = v4
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	return p
+}
+
+// maxLimitChecks bounds the checks of one request kept in pooled scratch.
 const maxLimitChecks = 8
+
+// limitScratch is a request's checks and results. Pooled: the slices go
+// through the MultiLimiter interface, so they would escape to the heap.
+type limitScratch struct {
+	checks  [maxLimitChecks]limit.Check
+	results [maxLimitChecks]limit.Result
+	buf     [256]byte
+}
+
+var limitScratchPool = sync.Pool{New: func() any { return new(limitScratch) }}
 
 // applyLimits is stage 7: every rate limit of the operation must pass (a
 // request denied by one consumes no other's budget), then the caller's
@@ -299,25 +346,26 @@ const maxLimitChecks = 8
 func (g *Gateway) applyLimits(w http.ResponseWriter, r *http.Request, c *call, op *Operation, ls *limitSet, clientAddr netip.Addr) bool {
 	p := c.principal
 	if len(op.limits) > 0 {
-		var (
-			checkBuf  [maxLimitChecks]limit.Check
-			resultBuf [maxLimitChecks]limit.Result
-			keyBuf    [256]byte
-		)
-		checks, results := checkBuf[:0], resultBuf[:0]
+		sc := limitScratchPool.Get().(*limitScratch)
+		defer func() {
+			clear(sc.checks[:])
+			limitScratchPool.Put(sc)
+		}()
+		checks, results := sc.checks[:0], sc.results[:0]
 		if len(op.limits) > maxLimitChecks {
 			checks, results = make([]limit.Check, 0, len(op.limits)), make([]limit.Result, 0, len(op.limits))
 		}
-		ipKey := ""
+		var ip netip.Prefix
+		ipDone := false
 		for i := range op.limits {
 			l := &op.limits[i]
-			if ipKey == "" && needsIP(l.per, p) {
+			if !ipDone && needsIP(l.per, p) {
 				if !clientAddr.IsValid() {
 					clientAddr, _ = netip.ParseAddr(c.clientIP)
 				}
-				ipKey = limit.ClientIPKey(clientAddr, ls.v4, ls.v6)
+				ip, ipDone = clientPrefix(clientAddr, ls.v4, ls.v6), true
 			}
-			checks = append(checks, limit.Check{Policy: l.policy, Key: l.key(keyBuf[:], p, ipKey, op.ID), Rule: l.rule})
+			checks = append(checks, limit.Check{Policy: l.policy, Key: l.key(sc.buf[:], p, ip, op.ID), Rule: l.rule})
 			results = append(results, limit.Result{})
 		}
 		allowed, err := ls.engine.AllowMulti(r.Context(), checks, results)
@@ -329,8 +377,15 @@ func (g *Gateway) applyLimits(w http.ResponseWriter, r *http.Request, c *call, o
 			g.deny(w, c, ProbUnavailable, "limit", "limit_unavailable", "Rate limiting is temporarily unavailable; retry shortly.")
 			return false
 		}
-		limit.HeadersAll(w.Header(), checks, results, allowed)
+		state, wait := limit.AppendState(sc.buf[:0], checks, results, allowed)
+		h := w.Header()
+		vals := make([]string, 2)
+		vals[0] = op.policyHeader
+		vals[1] = string(state)
+		h["Ratelimit-Policy"] = vals[0:1:1] // canonical forms of the field names
+		h["Ratelimit"] = vals[1:2:2]
 		if !allowed {
+			h.Set("Retry-After", strconv.FormatInt(wait, 10))
 			g.deny(w, c, ProbRateLimited, "limit", "rate_limited", "Rate limit exceeded; retry after the number of seconds in Retry-After.")
 			return false
 		}
