@@ -289,3 +289,7 @@ func TestOpenRejects(t *testing.T) {
 func BenchmarkIsRevoked(b *testing.B) {
 	storetest.BenchmarkIsRevoked(b, openSchema(b, newSchema(b)))
 }
+
+func BenchmarkTakeQuota(b *testing.B) {
+	storetest.BenchmarkTakeQuota(b, openSchema(b, newSchema(b)))
+}

@@ -151,3 +151,20 @@ func testQuotaConcurrent(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// BenchmarkTakeQuota is the store's cost per quota-limited request: one
+// all-or-nothing take of a consumer and a partner counter, from parallel
+// callers as the gateway makes them.
+func BenchmarkTakeQuota(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		takes := []store.QuotaTake{take("consumer:bench", day1, 1<<40, 1), take("partner:bench", day1, 1<<40, 1)}
+		for pb.Next() {
+			ok, _, err := s.TakeQuota(ctx, takes)
+			if err != nil || !ok {
+				b.Fatalf("take: %v %v", ok, err)
+			}
+		}
+	})
+}
