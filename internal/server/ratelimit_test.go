@@ -309,19 +309,21 @@ func TestRateLimitReloadKeepsState(t *testing.T) {
 // and line, and no gateway starts.
 func TestRateLimitConfigErrors(t *testing.T) {
 	t.Parallel()
-	cases := []struct{ name, limits, want string }{
-		{"bad rate", "      - {per: ip, rate: fast}\n", "rate"},
-		{"zero count", "      - {per: ip, rate: 0/s}\n", "rate"},
-		{"unknown key", "      - {per: country, rate: 1/s}\n", "per"},
-		{"unknown operation", "      - {per: ip, rate: 1/s, operations: [nope]}\n", "no operation \"nope\""},
-		{"duplicate names", "      - {per: ip, rate: 1/s}\n      - {per: ip, rate: 5/m}\n", "same name"},
+	cases := []struct{ name, limits, want, extra string }{
+		{"bad rate", "      - {per: ip, rate: fast}\n", "rate", ""},
+		{"zero count", "      - {per: ip, rate: 0/s}\n", "rate", ""},
+		{"unknown key", "      - {per: country, rate: 1/s}\n", "per", ""},
+		{"unknown operation", "      - {per: ip, rate: 1/s, operations: [nope]}\n", "no operation \"nope\"", ""},
+		{"duplicate names", "      - {per: ip, rate: 1/s}\n      - {per: ip, rate: 5/m}\n", "same name", ""},
+		{"unknown time zone", "      - {per: ip, rate: 1/s}\n", "unknown time zone", "consumers:\n  - {name: c1, quota: {requests: 5, per: day, time_zone: Mars/Olympus}}\n"},
+		{"quota period", "      - {per: ip, rate: 1/s}\n", "per", "consumers:\n  - {name: c1, quota: {requests: 5, per: week}}\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			api := ordersAPI("http://127.0.0.1:9")
 			api.APIExtra = "    limits:\n" + tc.limits
-			_, _, err := startErr(t, gwConfig{APIs: []apiConfig{api}}.render(), nil)
+			_, _, err := startErr(t, gwConfig{APIs: []apiConfig{api}, Extra: tc.extra}.render(), nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "gatehouse.yaml:") {
 				t.Fatalf("error %v: want a file:line error mentioning %q", err, tc.want)
 			}
