@@ -33,6 +33,9 @@ type RateLimitSettings struct {
 	// least-used keys are evicted, so a flood of distinct clients cannot
 	// exhaust memory. Read at start only: counters outlive reloads.
 	LocalMaxKeys int `yaml:"local_max_keys"`
+	// RedisTimeout bounds one limit or quota decision in Redis (default
+	// 100ms); past it the redis_failure policy applies to the request.
+	RedisTimeout Duration `yaml:"redis_timeout"`
 }
 
 // Limit keys a RateLimit can count by.
@@ -151,6 +154,7 @@ func applyRateLimitDefaults(c *Config) {
 	if l.IPv6Prefix == 0 {
 		l.IPv6Prefix = 64
 	}
+	setDur(&l.RedisTimeout, 100*time.Millisecond)
 	for i := range c.APIs {
 		for j := range c.APIs[i].RateLimits {
 			r := &c.APIs[i].RateLimits[j]

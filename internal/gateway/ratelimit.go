@@ -57,6 +57,7 @@ type limitShared struct {
 // clusterLimits is the Redis engine of one redis/limits setting.
 type clusterLimits struct {
 	url, prefix string
+	timeout     time.Duration
 	policy      limit.FailurePolicy
 	replicas    int
 	client      *redis.Client
@@ -149,9 +150,10 @@ func (g *Gateway) buildLimits(cfg *config.Config, rep *config.Reporter) *limitSe
 		prefix = s.deps.RedisKeyPrefix
 	}
 	cl := s.cluster
-	if cl == nil || cl.url != cfg.Redis || cl.prefix != prefix || cl.policy != set.policy || cl.replicas != cfg.Limits.ExpectedReplicas {
+	if cl == nil || cl.url != cfg.Redis || cl.prefix != prefix || cl.policy != set.policy || cl.replicas != cfg.Limits.ExpectedReplicas ||
+		cl.timeout != cfg.Limits.RedisTimeout.D() {
 		var err error
-		cl, err = s.newCluster(cfg.Redis, prefix, set.policy, cfg.Limits.ExpectedReplicas)
+		cl, err = s.newCluster(cfg.Redis, prefix, set.policy, cfg.Limits.ExpectedReplicas, cfg.Limits.RedisTimeout.D())
 		if err != nil {
 			rep.Errorf("/redis", "%v", err)
 			return set
@@ -167,20 +169,20 @@ func (g *Gateway) buildLimits(cfg *config.Config, rep *config.Reporter) *limitSe
 	return set
 }
 
-func (s *limitShared) newCluster(url, prefix string, policy limit.FailurePolicy, replicas int) (*clusterLimits, error) {
+func (s *limitShared) newCluster(url, prefix string, policy limit.FailurePolicy, replicas int, timeout time.Duration) (*clusterLimits, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		// The parse error may quote the URL, password included.
 		return nil, errors.New("invalid redis URL: want redis://[user:password@]host:port/db")
 	}
-	limit.ConfigureRedisOptions(opt, limit.DefaultRedisTimeout)
+	limit.ConfigureRedisOptions(opt, timeout)
 	client := redis.NewClient(opt)
-	primary, err := limit.NewRedis(client, prefix+"rl:", limit.RedisOptions{})
+	primary, err := limit.NewRedis(client, prefix+"rl:", limit.RedisOptions{Timeout: timeout})
 	if err != nil {
 		client.Close()
 		return nil, err
 	}
-	quota, err := limit.NewRedisQuota(client, prefix+"quota:", limit.RedisQuotaOptions{})
+	quota, err := limit.NewRedisQuota(client, prefix+"quota:", limit.RedisQuotaOptions{Timeout: timeout})
 	if err != nil {
 		client.Close()
 		return nil, err
@@ -203,7 +205,7 @@ func (s *limitShared) newCluster(url, prefix string, policy limit.FailurePolicy,
 		client.Close()
 		return nil, err
 	}
-	return &clusterLimits{url: url, prefix: prefix, policy: policy, replicas: replicas, client: client, engine: fb, quota: quota}, nil
+	return &clusterLimits{url: url, prefix: prefix, timeout: timeout, policy: policy, replicas: replicas, client: client, engine: fb, quota: quota}, nil
 }
 
 func quotaOf(q *config.Quota) (limit.Quota, bool) {

@@ -329,7 +329,7 @@ func TestRateLimitThreeReplicas(t *testing.T) {
 	)
 	api := ordersAPI(up.URL())
 	api.APIExtra = fmt.Sprintf("    limits:\n      - {per: api, rate: %d/s, burst: %d}\n", rate, burst)
-	cfg := gwConfig{APIs: []apiConfig{api}, Limits: map[string]string{"redis_failure": "fail_closed", "expected_replicas": "3",
+	cfg := gwConfig{APIs: []apiConfig{api}, Limits: map[string]string{"redis_failure": "fail_closed", "expected_replicas": "3", "redis_timeout": "2s",
 		"redis_key_prefix": fmt.Sprintf("%q", prefix)}, Extra: fmt.Sprintf("redis: %q\n", url)}
 	var bases []string
 	roots := x509.NewCertPool()
