@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -176,6 +177,10 @@ func (s *limitShared) newCluster(url, prefix string, policy limit.FailurePolicy,
 		return nil, errors.New("invalid redis URL: want redis://[user:password@]host:port/db")
 	}
 	limit.ConfigureRedisOptions(opt, timeout)
+	// Every in-flight limited request holds a connection for one round
+	// trip: a pool smaller than the concurrency makes requests queue for
+	// connections and time out under load.
+	opt.PoolSize = max(opt.PoolSize, 128)
 	client := redis.NewClient(opt)
 	primary, err := limit.NewRedis(client, prefix+"rl:", limit.RedisOptions{Timeout: timeout})
 	if err != nil {
@@ -188,17 +193,23 @@ func (s *limitShared) newCluster(url, prefix string, policy limit.FailurePolicy,
 		return nil, err
 	}
 	// fail_open falls back to a limiter of its own: the single-node one may
-	// hold state from before Redis was configured.
+	// hold state from before Redis was configured. OnFail comes once per
+	// failed probe; the log and the failure count only on the transition.
+	var down atomic.Bool
 	fb, err := limit.NewFallback(primary, limit.NewLocal(limit.LocalOptions{}), limit.FallbackOptions{
 		Policy: policy, ExpectedReplicas: replicas,
 		OnFail: func(err error) {
 			s.metrics.LimitDegraded.Set(1)
-			s.metrics.LimitBackendFailures.Inc()
-			s.log.Error("rate-limit backend unreachable: applying redis_failure policy", "policy", policy.String(), "error", err.Error())
+			if !down.Swap(true) {
+				s.metrics.LimitBackendFailures.Inc()
+				s.log.Error("rate-limit backend unreachable: applying redis_failure policy", "policy", policy.String(), "error", err.Error())
+			}
 		},
 		OnRecover: func() {
 			s.metrics.LimitDegraded.Set(0)
-			s.log.Info("rate-limit backend reachable again")
+			if down.Swap(false) {
+				s.log.Info("rate-limit backend reachable again")
+			}
 		},
 	})
 	if err != nil {
