@@ -317,8 +317,17 @@ func (l *opLimit) key(buf []byte, p *authn.Principal, ip netip.Prefix, opID stri
 			b = append(b, limit.InvalidIPKey...)
 		}
 	}
+	if len(b)-len(l.prefix) > maxKeyPart {
+		// Identity values come from tokens and may be long: keep every
+		// key short so the limiter's key bound is also a memory bound.
+		sum := sha256.Sum256(b[len(l.prefix):])
+		b = hex.AppendEncode(b[:len(l.prefix)], sum[:])
+	}
 	return string(b)
 }
+
+// maxKeyPart is the longest per-request part of a limit key kept as is.
+const maxKeyPart = 160
 
 // clientPrefix is the client's address masked for per-IP limits (as
 // limit.ClientIPKey masks it); invalid when the address is unknown, and
