@@ -50,6 +50,10 @@ type Options struct {
 	Deprecations func() []govern.Usage
 	// Alerts serves /v1/alerts (list, ack, revert); nil leaves them out.
 	Alerts *detect.Manager
+	// Quota reports a consumer's or partner's quota (GET
+	// /v1/consumers/{name}/quota, /v1/partners/{name}/quota); nil leaves
+	// them out.
+	Quota QuotaFunc
 }
 
 // New builds the admin handler.
@@ -73,6 +77,9 @@ func New(o Options) *Server {
 		s.mux.Handle("GET /v1/deprecations", s.authorized(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]any{"callers": o.Deprecations()})
 		})))
+	}
+	if o.Quota != nil {
+		s.routeQuota(o.Quota)
 	}
 	s.mux.Handle("/", s.authorized(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteProblem(w, gateway.ProbNotFound, "No such admin endpoint.", "")

@@ -50,7 +50,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 		names = append(names, s.Target)
 	}
 	if got := strings.Join(names, ","); got != "bare-http,gatehouse-http,bare-http+apikey,gatehouse-apikey,bare-http+jwt,gatehouse-jwt,bare-tls,gatehouse-tls,"+
-		"bare-http+waf-path,gatehouse-waf-p1,naive-waf-p1,gatehouse-waf-p1-vs-naive" {
+		"bare-http+rl-local,gatehouse-ratelimit-local,bare-http+waf-path,gatehouse-waf-p1,naive-waf-p1,gatehouse-waf-p1-vs-naive" {
 		t.Fatalf("targets: %s", got)
 	}
 	// Each auth target answered 200 with its credential (the probe before
@@ -72,10 +72,10 @@ func TestHarnessEndToEnd(t *testing.T) {
 	for _, run := range rep.Runs {
 		pairs[run.Target] = run.Pair
 	}
-	if len(rep.Runs) != 12 || pairs["bare-http+jwt"] != "gatehouse-jwt" || pairs["bare-http+apikey"] != "gatehouse-apikey" ||
-		pairs["bare-http"] != "gatehouse-http" || pairs["bare-tls"] != "gatehouse-tls" ||
+	if len(rep.Runs) != 14 || pairs["bare-http+jwt"] != "gatehouse-jwt" || pairs["bare-http+apikey"] != "gatehouse-apikey" ||
+		pairs["bare-http"] != "gatehouse-http" || pairs["bare-tls"] != "gatehouse-tls" || pairs["bare-http+rl-local"] != "gatehouse-ratelimit-local" ||
 		pairs["bare-http+waf-path"] != "gatehouse-waf-p1" || pairs["naive-waf-p1"] != "gatehouse-waf-p1-vs-naive" {
-		t.Errorf("want 12 windows in 6 pairs, got %d: %v", len(rep.Runs), pairs)
+		t.Errorf("want 14 windows in 7 pairs, got %d: %v", len(rep.Runs), pairs)
 	}
 	for _, s := range rep.Targets {
 		if s.Requests <= 0 || s.Errors != 0 || s.Non200 != 0 {
@@ -92,8 +92,8 @@ func TestHarnessEndToEnd(t *testing.T) {
 			t.Errorf("ratio %+v: want one paired round", ra)
 		}
 	}
-	if got := strings.Join(ratios, ","); got != "gatehouse-http,gatehouse-apikey,gatehouse-jwt,gatehouse-tls,gatehouse-waf-p1,gatehouse-waf-p1-vs-naive" || len(rep.Checks) != 12 {
-		t.Errorf("want HTTP, API key, JWT, TLS and WAF ratios and 12 checks, got %s, %+v", got, rep.Checks)
+	if got := strings.Join(ratios, ","); got != "gatehouse-http,gatehouse-apikey,gatehouse-jwt,gatehouse-tls,gatehouse-waf-p1,gatehouse-waf-p1-vs-naive,gatehouse-ratelimit-local" || len(rep.Checks) != 14 {
+		t.Errorf("want HTTP, API key, JWT, TLS, rate-limit and WAF ratios and 14 checks, got %s, %+v", got, rep.Checks)
 	}
 	for _, c := range rep.Checks {
 		if c.Name == "throughput ratio" && (c.Target == "gatehouse-apikey" || c.Target == "gatehouse-jwt") &&

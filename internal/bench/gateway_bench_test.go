@@ -58,7 +58,17 @@ apis:
     route: {base_path: /bench}
     policies:
       - {operation: "*", public: true}
-`, cert, key, spec, upstream)
+  - name: ratelimited
+    version: v1
+    owner: {team: bench}
+    spec: %q
+    upstream: %s
+    route: {base_path: /rl}
+    policies:
+      - {operation: "*", public: true}
+    limits:
+      - {per: ip, rate: 1000000000/s}
+`, cert, key, spec, upstream, spec, upstream)
 	loaded, err := config.LoadBytes(filepath.Join(dir, "gatehouse.yaml"), []byte(cfg), func(string) (string, bool) { return "", false })
 	if err != nil {
 		tb.Fatalf("load config: %v", err)
@@ -171,4 +181,30 @@ func (w *discardWriter) Write(b []byte) (int, error) {
 		w.status = http.StatusOK
 	}
 	return len(b), nil
+}
+
+// BenchmarkRateLimitServeHTTP is BenchmarkProxyServeHTTP's gatehouse case
+// with and without a local per-IP rate limit on the route (never refusing):
+// the difference is the limit stage's cost.
+func BenchmarkRateLimitServeHTTP(b *testing.B) {
+	up := httptest.NewServer(upstreamHandler())
+	defer up.Close()
+	h := newInProcessGateway(b, up.URL)
+	for _, tc := range []struct{ name, path string }{{"off", benchPath}, {"local", "/rl" + benchOpPath}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+					req.RemoteAddr = "127.0.0.1:40000"
+					w := discardWriter{h: http.Header{}}
+					h.ServeHTTP(&w, req)
+					if w.status != http.StatusOK {
+						b.Errorf("status %d", w.status)
+						return
+					}
+				}
+			})
+		})
+	}
 }

@@ -14,6 +14,7 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -51,6 +52,10 @@ type Options struct {
 	// NoAuth leaves out the API-key and JWT targets (and the identity
 	// config they need).
 	NoAuth bool
+	// Redis, when set, adds the gatehouse-ratelimit-redis target: a second
+	// Gatehouse whose rate limits live in this Redis (a fresh key prefix,
+	// deleted keys expire by themselves within a second).
+	Redis string
 }
 
 func (o *Options) defaults() error {
@@ -101,7 +106,10 @@ func (o *Options) defaults() error {
 type target struct {
 	name, proxy, proto string // e.g. "gatehouse-tls", "gatehouse", "tls"
 	url                string
-	proc               *proc // the proxy process, for its CPU time
+	proc               *proc  // the proxy process, for its CPU time
+	metrics            string // the Gatehouse's /metrics (empty: the main one)
+	// rateLimited targets must answer with RateLimit headers.
+	rateLimited bool
 	// cred returns the credential header sent with every request (nil:
 	// none). It is called per window, so a token can be renewed.
 	cred func() (header, error)
@@ -242,7 +250,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			return nil, err
 		}
 		ghHTTP, ghHTTPS, ghAdmin = ports[0], ports[1], ports[2]
-		cfgFile, err := writeGatehouseConfig(dir, upstreamURL, ghHTTP, ghHTTPS, ghAdmin, certFile, keyFile, auth)
+		cfgFile, err := writeGatehouseConfig(dir, upstreamURL, ghHTTP, ghHTTPS, ghAdmin, certFile, keyFile, auth, "")
 		if err != nil {
 			return nil, err
 		}
@@ -269,6 +277,41 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 
 	metricsURL := "http://" + ghAdmin + "/metrics"
+	// The Redis rate-limit target runs in a Gatehouse of its own: redis: is
+	// gateway-wide.
+	var gpRedis *proc
+	var rdHTTP, rdAdmin string
+	if o.Redis != "" {
+		rdDir := filepath.Join(dir, "redis")
+		if err := os.MkdirAll(rdDir, 0o700); err != nil {
+			return nil, err
+		}
+		for attempt := 1; ; attempt++ {
+			ports, err := freePorts(3)
+			if err != nil {
+				return nil, err
+			}
+			rdHTTP, rdAdmin = ports[0], ports[2]
+			cfgFile, err := writeGatehouseConfig(rdDir, upstreamURL, ports[0], ports[1], ports[2], certFile, keyFile, nil, o.Redis)
+			if err != nil {
+				return nil, err
+			}
+			gpRedis, _, err = startProc("gatehouse (redis)", filepath.Join(rdDir, "gatehouse.log"), gh,
+				[]string{"serve", "--config", cfgFile}, nil, false, 0)
+			if err != nil {
+				return nil, err
+			}
+			err = waitReady(ctx, gpRedis, "http://"+rdAdmin+"/readyz", 30*time.Second)
+			if err == nil {
+				procs = append(procs, gpRedis)
+				break
+			}
+			gpRedis.stop(5 * time.Second)
+			if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+				return nil, err
+			}
+		}
+	}
 	bareHTTP := target{name: "bare-http", proxy: "bare", proto: "http", url: "http://" + bareAddrs["http"] + benchPath, proc: bare}
 	bareTLS := target{name: "bare-tls", proxy: "bare", proto: "tls", url: "https://" + bareAddrs["https"] + benchPath, proc: bare}
 	pairs := []pairing{
@@ -310,6 +353,19 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 					return header{"Authorization", "Bearer " + tok}, err
 				}}})
 	}
+	// Rate limits on, high enough that nothing is refused: the cost of a
+	// decision (and its headers) per request, by client IP.
+	bareRL := bareHTTP
+	bareRL.name = "bare-http+rl-local"
+	pairs = append(pairs, pairing{bareRL, target{name: "gatehouse-ratelimit-local", proxy: "gatehouse", proto: "http",
+		url: "http://" + ghHTTP + rateLimitBasePath + benchOpPath, proc: gp, rateLimited: true}})
+	if gpRedis != nil {
+		bareRD := bareHTTP
+		bareRD.name = "bare-http+rl-redis"
+		pairs = append(pairs, pairing{bareRD, target{name: "gatehouse-ratelimit-redis", proxy: "gatehouse", proto: "http",
+			url: "http://" + rdHTTP + rateLimitBasePath + benchOpPath, proc: gpRedis, rateLimited: true,
+			metrics: "http://" + rdAdmin + "/metrics"}})
+	}
 	rep = &Report{Settings: Settings{
 		LoadGen: loadgen, Connections: o.Connections, Threads: o.Threads, Rounds: o.Rounds,
 		DurationSeconds: o.Duration.Seconds(), WarmupSeconds: max(o.Warmup, 0).Seconds(),
@@ -330,6 +386,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			if err := probe(ctx, t.url, roots, hdrs); err != nil {
 				return nil, fmt.Errorf("%s does not answer 200 with the upstream's body, so there is nothing to measure: %w\n%s",
 					t.name, err, t.proc.logTail(10))
+			}
+			if t.rateLimited {
+				if err := probeRateLimited(ctx, t.url); err != nil {
+					return nil, fmt.Errorf("%s: %w", t.name, err)
+				}
 			}
 			if t.otherScope == nil {
 				continue // not a Gatehouse auth target
@@ -393,12 +454,19 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				}
 			}
 			var ghBefore ghCounts
+			mURL := metricsURL
+			if t.metrics != "" {
+				mURL = t.metrics
+			}
 			if t.proxy == "gatehouse" {
-				if ghBefore, err = scrapeGatehouse(ctx, metricsURL); err != nil {
+				if ghBefore, err = scrapeGatehouse(ctx, mURL); err != nil {
 					return nil, fmt.Errorf("read gatehouse metrics: %w", err)
 				}
 			}
 			ours := []int{os.Getpid(), up.pid(), bare.pid(), gp.pid(), naive.pid()}
+			if gpRedis != nil {
+				ours = append(ours, gpRedis.pid())
+			}
 			before := snapCPU(ours, t.proc.pid())
 			res, err := drive(t, o.Duration)
 			if err != nil {
@@ -418,7 +486,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				}
 			}
 			if t.proxy == "gatehouse" {
-				ghAfter, err := scrapeGatehouse(ctx, metricsURL)
+				ghAfter, err := scrapeGatehouse(ctx, mURL)
 				if err != nil {
 					return nil, fmt.Errorf("read gatehouse metrics: %w", err)
 				}
@@ -545,7 +613,7 @@ func freePorts(n int) ([]string, error) {
 	return out, nil
 }
 
-func writeGatehouseConfig(dir, upstream, httpAddr, httpsAddr, adminAddr, cert, key string, auth *authSetup) (string, error) {
+func writeGatehouseConfig(dir, upstream, httpAddr, httpsAddr, adminAddr, cert, key string, auth *authSetup, redisURL string) (string, error) {
 	spec := filepath.Join(dir, "spec.yaml")
 	if err := os.WriteFile(spec, []byte(benchSpec), 0o600); err != nil {
 		return "", err
@@ -571,11 +639,54 @@ apis:
       - {operation: "*", public: true}
 `, httpAddr, httpsAddr, cert, key, adminAddr, filepath.Join(dir, "gh.db"), spec, upstream)
 	cfg += wafAPIConfig(spec, upstream)
+	cfg += fmt.Sprintf(`  - name: ratelimited
+    version: v1
+    owner: {team: bench}
+    spec: %q
+    upstream: %s
+    route: {base_path: %s}
+    policies:
+      - {operation: "*", public: true}
+    limits:
+      - {per: ip, rate: 1000000000/s}
+`, spec, upstream, rateLimitBasePath)
 	if auth != nil {
 		cfg += auth.configAPIs(spec, upstream) + auth.configSections()
 	}
+	if redisURL != "" {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		// A generous decision timeout: this measures a healthy Redis, and on
+		// a shared machine a stray 100 ms scheduling delay would otherwise
+		// trip the failure policy (tested elsewhere) and show up as 503s.
+		cfg += fmt.Sprintf("redis: %q\nlimits: {redis_key_prefix: \"gh-bench-%x:\", redis_timeout: 1s}\n", redisURL, b)
+	}
 	file := filepath.Join(dir, "gatehouse.yaml")
 	return file, os.WriteFile(file, []byte(cfg), 0o600)
+}
+
+// rateLimitBasePath is the API with a rate limit on.
+const rateLimitBasePath = "/rl"
+
+// probeRateLimited checks the target answers with the RateLimit headers:
+// the limit is on the measured path.
+func probeRateLimited(ctx context.Context, url string) error {
+	client := probeClient(nil)
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("RateLimit-Policy") == "" || resp.Header.Get("RateLimit") == "" {
+		return fmt.Errorf("GET %s: status %d without RateLimit headers: the rate limit is not on", url, resp.StatusCode)
+	}
+	return nil
 }
 
 // waitReady polls Gatehouse's /readyz until it answers 200.

@@ -16,6 +16,9 @@ const (
 	TargetThroughputRatio     = 0.90
 	TargetP99Ratio            = 1.2
 	TargetAuthThroughputRatio = 0.85
+	// From the traffic-control issue: a local rate limit keeps 90%, a
+	// Redis one (a round trip per request) 60%.
+	TargetRedisLimitThroughputRatio = 0.60
 )
 
 // comparisons are the Gatehouse targets in report order, each compared
@@ -27,6 +30,8 @@ var comparisons = []struct{ target, label string }{
 	{"gatehouse-tls", "TLS"},
 	{"gatehouse-waf-p1", "WAF p1 vs bare"},
 	{"gatehouse-waf-p1-vs-naive", "WAF p1 vs Coraza WrapHandler"},
+	{"gatehouse-ratelimit-local", "rate limit (local)"},
+	{"gatehouse-ratelimit-redis", "rate limit (Redis)"},
 }
 
 // Report is the outcome of a Run; it marshals to the -json output.
@@ -200,7 +205,8 @@ func (r *Report) summarize() {
 	}
 	// Keep the canonical target order whatever order the rounds ran in.
 	canonical := []string{"bare-http", "gatehouse-http", "bare-http+apikey", "gatehouse-apikey", "bare-http+jwt", "gatehouse-jwt",
-		"bare-tls", "gatehouse-tls", "bare-http+waf-path", "gatehouse-waf-p1", "naive-waf-p1", "gatehouse-waf-p1-vs-naive"}
+		"bare-tls", "gatehouse-tls", "bare-http+rl-local", "gatehouse-ratelimit-local", "bare-http+rl-redis", "gatehouse-ratelimit-redis",
+		"bare-http+waf-path", "gatehouse-waf-p1", "naive-waf-p1", "gatehouse-waf-p1-vs-naive"}
 	slices.SortStableFunc(order, func(a, b string) int {
 		return rank(canonical, a) - rank(canonical, b)
 	})
@@ -230,6 +236,10 @@ func (r *Report) summarize() {
 			tputInfo, p99Info = true, true
 		case "gatehouse-waf-p1-vs-naive":
 			tput, p99Info = TargetWAFNaiveRatio, true
+		case "gatehouse-ratelimit-local":
+			p99Info = true
+		case "gatehouse-ratelimit-redis":
+			tput, p99Info = TargetRedisLimitThroughputRatio, true
 		}
 		r.Checks = append(r.Checks,
 			Check{Name: "throughput ratio", Target: ra.Target, Protocol: ra.Protocol, Value: ra.Throughput, Op: ">=", Limit: tput,

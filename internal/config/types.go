@@ -95,6 +95,8 @@ type Limits struct {
 	UpstreamConnectTimeout  Duration `yaml:"upstream_connect_timeout"`
 	UpstreamResponseTimeout Duration `yaml:"upstream_response_timeout"`
 	UpstreamMaxIdlePerHost  int      `yaml:"upstream_max_idle_per_host"`
+	// Rate-limit engine settings (the limits themselves are per API).
+	RateLimitSettings `yaml:",inline"`
 }
 
 // PathPolicy tunes path normalisation.
@@ -186,6 +188,8 @@ type API struct {
 	MaxInFlight int `yaml:"max_in_flight"`
 	// WAF inspects requests with the OWASP Core Rule Set (nil: off).
 	WAF *WAF `yaml:"waf"`
+	// RateLimits apply to the API's requests (see ratelimit.go).
+	RateLimits []RateLimit `yaml:"limits"`
 
 	// Line is where this API was declared, for later error messages.
 	File string `yaml:"-"`
@@ -295,6 +299,8 @@ type Partner struct {
 	// an incident, and what the partner agreed to.
 	SecurityContact SecurityContact `yaml:"security_contact"`
 	Contract        Contract        `yaml:"contract"`
+	// Quota caps the requests of all the partner's consumers together.
+	Quota *Quota `yaml:"quota"`
 }
 
 // PartnerMTLS is a partner's client-certificate trust.
@@ -317,6 +323,8 @@ type Consumer struct {
 	JWKSFile string `yaml:"jwks_file"`
 	// Claims are fixed claims object-level rules can use (e.g. customers).
 	Claims map[string]any `yaml:"claims"`
+	// Quota caps the consumer's requests.
+	Quota *Quota `yaml:"quota"`
 }
 
 // Owner says who answers for an API.

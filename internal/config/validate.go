@@ -74,6 +74,7 @@ func applyDefaults(c *Config, rep *Reporter) {
 	c.Store.Encryption.KeyFile = resolvePath(rep.Src, "/store/encryption/key_file", c.Store.Encryption.KeyFile)
 	c.Redaction.KeyFile = resolvePath(rep.Src, "/redaction/key_file", c.Redaction.KeyFile)
 	applyIdentityDefaults(c, rep)
+	applyRateLimitDefaults(c)
 	for i := range c.APIs {
 		a := &c.APIs[i]
 		ptr := fmt.Sprintf("/apis/%d", i)
@@ -193,6 +194,7 @@ func validate(c *Config, rep *Reporter) {
 		validateLifecycle(rep, c, i, time.Now())
 	}
 	validateIdentity(c, rep)
+	validateRateLimits(c, rep)
 }
 
 func validateAPI(rep *Reporter, i int, a *API, seen map[string]int) {

@@ -46,6 +46,7 @@ type Runtime struct {
 	partnerNets map[string][]netip.Prefix
 	// wafConfigs are the WAF policies in use, so a swap can release the rest.
 	wafConfigs []waf.Config
+	limits     *limitSet
 }
 
 // Operation is one routable operation with what the pipeline needs for it.
@@ -58,7 +59,10 @@ type Operation struct {
 	upstream *upstream
 	auth     *apiAuth
 	policy   *authz.OperationPolicy
-	waf      *waf.WAF // nil when the operation is not inspected
+	waf      *waf.WAF  // nil when the operation is not inspected
+	limits   []opLimit // rate limits, all of which must pass
+	// policyHeader is the RateLimit-Policy value of limits.
+	policyHeader string
 }
 
 // upstream is one API's backend.
@@ -113,6 +117,7 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 		rt.clientCertTLS = c
 	}
 	rt.ipDeny = config.ParsePrefixes(cfg.IPDeny)
+	rt.limits = g.buildLimits(cfg, rep)
 	rt.partnerNets = map[string][]netip.Prefix{}
 	for _, p := range cfg.Partners {
 		if len(p.Networks) > 0 {
@@ -151,9 +156,12 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 		up.lifecycle = newLifecycle(cfg, ac)
 		auth := apiAuthFor(ac, rt.identity)
 		ids := make([]string, len(spec.Operations))
+		opIDs := make(map[string]bool, len(ids))
 		for j, o := range spec.Operations {
 			ids[j] = o.ID
+			opIDs[o.ID] = true
 		}
+		opLimits := compileLimits(ac, ptr, opIDs, rep)
 		policies, probs := authz.Compile(ac, ids, ptr)
 		for _, p := range probs {
 			if p.Warning {
@@ -165,10 +173,12 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 		wafs := g.buildWAFs(rt, rep, ac, ptr, ids)
 		for _, o := range spec.Operations {
 			full := joinTemplate(ac.Route.BasePath, o.Path)
+			lims := limitsOf(opLimits, o.ID)
 			op := &Operation{
 				API: api, ID: o.ID, Method: o.Method, Template: full,
 				series: g.seriesFor(ac.Name, o.ID), upstream: up,
 				auth: auth, policy: policies.For(o.ID), waf: wafs[o.ID],
+				limits: lims, policyHeader: policyHeaderOf(lims),
 			}
 			routes = append(routes, route.Route{Host: ac.Route.Host, Method: o.Method, Path: full, Handler: op})
 			origins = append(origins, routeOrigin{ptr: ptr + "/spec", file: spec.File, line: o.Line,

@@ -30,7 +30,8 @@ type Gateway struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 
-	id *Identity
+	id     *Identity
+	limits limitShared
 	// deprecations counts who still calls deprecated versions (across reloads).
 	deprecations *govern.Tracker
 	// detector receives every finished request (nil: detection off).
@@ -55,6 +56,8 @@ func New(m *metrics.Metrics, log *slog.Logger) *Gateway {
 	}
 	g.deprecations = govern.NewTracker(m.Registry, log, govern.TrackerOptions{})
 	g.SetIdentity(IdentityDeps{})
+	g.limits.metrics, g.limits.log = m, log
+	g.SetLimits(LimitDeps{})
 	return g
 }
 
@@ -290,7 +293,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.deprecations.Observe(govern.Caller{API: c.api, Version: lc.version, Consumer: p.Consumer, Partner: p.Partner}, lc.sunset, start)
 	}
 
-	// 7. limit: backend protection (rate limits and quotas come later).
+	// 7. limit: rate limits and quotas (ratelimit.go), then backend protection.
+	if len(op.limits) > 0 || len(rt.limits.consumer) > 0 || len(rt.limits.partner) > 0 {
+		if !g.applyLimits(sw, r, c, op, rt.limits, clientAddr) {
+			return
+		}
+	}
 	if up.maxInFlight > 0 {
 		if up.inFlight.Add(1) > up.maxInFlight {
 			up.inFlight.Add(-1)

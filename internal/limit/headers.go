@@ -131,3 +131,36 @@ func appendSFString(b []byte, s string) []byte {
 	}
 	return append(b, '"')
 }
+
+// PolicyValue is the RateLimit-Policy value for checks. It depends on the
+// policies and rules only, so a caller can build it once per route.
+func PolicyValue(checks []Check) string {
+	b := make([]byte, 0, 48*len(checks))
+	for i, c := range checks {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = appendPolicy(b, c.Policy, c.Rule)
+	}
+	return string(b)
+}
+
+// AppendState appends the RateLimit value for one decision (as HeadersAll
+// writes it) to b, and returns the Retry-After seconds for a denial (0 when
+// allowed).
+func AppendState(b []byte, checks []Check, results []Result, allowed bool) ([]byte, int64) {
+	var wait time.Duration
+	for i, c := range checks {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = appendLimit(b, c.Policy, results[i])
+		if !results[i].Allowed {
+			wait = max(wait, results[i].RetryAfter)
+		}
+	}
+	if allowed {
+		return b, 0
+	}
+	return b, ceilSeconds(wait, 1)
+}

@@ -3,6 +3,7 @@ package limit
 import (
 	"net/http"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -195,5 +196,32 @@ func TestClientIPKey(t *testing.T) {
 	v6 := netip.MustParseAddr("2001:db8:1:2:3:4:5:6")
 	if n := testing.AllocsPerRun(100, func() { ClientIPKey(v6, 0, 0) }); n > 1 {
 		t.Errorf("ClientIPKey allocates %v times, want at most 1 (the string)", n)
+	}
+}
+
+// TestPolicyValueAndAppendStateMatchHeadersAll: the split helpers write
+// exactly what HeadersAll writes.
+func TestPolicyValueAndAppendStateMatchHeadersAll(t *testing.T) {
+	checks := []Check{
+		{Policy: "a", Rule: Rule{Rate: 10, Period: time.Second, Burst: 5}},
+		{Policy: "b\"x", Rule: Rule{Rate: 3, Period: time.Minute}},
+	}
+	for _, allowed := range []bool{true, false} {
+		results := []Result{
+			{Allowed: true, Remaining: 4, ResetAfter: 100 * time.Millisecond},
+			{Allowed: allowed, Remaining: 0, RetryAfter: 2500 * time.Millisecond, ResetAfter: time.Minute},
+		}
+		h := http.Header{}
+		HeadersAll(h, checks, results, allowed)
+		state, wait := AppendState(nil, checks, results, allowed)
+		if got := PolicyValue(checks); got != h.Get(HeaderRateLimitPolicy) {
+			t.Errorf("PolicyValue %q, HeadersAll %q", got, h.Get(HeaderRateLimitPolicy))
+		}
+		if string(state) != h.Get(HeaderRateLimit) {
+			t.Errorf("AppendState %q, HeadersAll %q", state, h.Get(HeaderRateLimit))
+		}
+		if ra := h.Get(HeaderRetryAfter); (ra == "") != (wait == 0) || (wait != 0 && ra != strconv.FormatInt(wait, 10)) {
+			t.Errorf("allowed=%v: Retry-After %q, AppendState wait %d", allowed, ra, wait)
+		}
 	}
 }

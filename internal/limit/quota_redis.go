@@ -126,3 +126,70 @@ func (c *RedisQuota) Usage(ctx context.Context, key string, q Quota) (QuotaUsage
 	}
 	return QuotaUsage{Allowed: used < q.Limit, Used: used, Limit: q.Limit, ResetsAt: end}, nil
 }
+
+// QuotaCheck is one quota of a TakeAll call.
+type QuotaCheck struct {
+	Key   string
+	Quota Quota
+}
+
+// quotaMultiScript takes one unit from every counter if all stay within
+// their limits, atomically: a request refused by one quota consumes no
+// other. ARGV: n, then limit and ttl (ms) per key.
+var quotaMultiScript = redis.NewScript(`
+local n = tonumber(ARGV[1])
+local used = {}
+local ok = 1
+for i = 1, #KEYS do
+  used[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if used[i] + n > tonumber(ARGV[2*i]) then ok = 0 end
+end
+if ok == 1 then
+  for i = 1, #KEYS do
+    used[i] = redis.call('INCRBY', KEYS[i], n)
+    redis.call('PEXPIRE', KEYS[i], ARGV[2*i+1])
+  end
+end
+table.insert(used, 1, ok)
+return used
+`)
+
+// TakeAll takes one unit from every check's counter in one atomic script,
+// all or nothing. usages (len(checks) entries) receives each counter's
+// state after the call. Checks must name distinct keys.
+func (c *RedisQuota) TakeAll(ctx context.Context, checks []QuotaCheck, usages []QuotaUsage) (bool, error) {
+	if len(usages) != len(checks) {
+		panic("limit: TakeAll: len(usages) != len(checks)")
+	}
+	if len(checks) == 0 {
+		return true, nil
+	}
+	now := c.now()
+	keys := make([]string, len(checks))
+	args := make([]any, 1, 1+2*len(checks))
+	args[0] = 1
+	for i, ch := range checks {
+		if err := checkQuota(ch.Quota, 1); err != nil {
+			return false, err
+		}
+		start, end := ch.Quota.Window.Bounds(now)
+		keys[i] = c.WindowKey(ch.Key, start)
+		usages[i] = QuotaUsage{Limit: ch.Quota.Limit, ResetsAt: end}
+		args = append(args, ch.Quota.Limit, max(end.Add(c.grace).Sub(now).Milliseconds(), 1))
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	out, err := quotaMultiScript.Run(ctx, c.client, keys, args...).Int64Slice()
+	if err != nil {
+		return false, fmt.Errorf("redis quota: %w", err)
+	}
+	if len(out) != len(checks)+1 {
+		return false, fmt.Errorf("redis quota: script returned %d values, want %d", len(out), len(checks)+1)
+	}
+	ok := out[0] == 1
+	for i := range checks {
+		usages[i].Used = out[i+1]
+		usages[i].Allowed = ok
+	}
+	return ok, nil
+}

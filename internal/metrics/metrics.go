@@ -31,6 +31,11 @@ type Metrics struct {
 	InFlight         prometheus.Gauge
 	WAFDecisions     *prometheus.CounterVec
 	WAFRuleMatches   *prometheus.CounterVec
+	// LimitDegraded is 1 while the shared (Redis) rate-limit backend is
+	// unreachable and its failure policy applies: an alert condition.
+	LimitDegraded prometheus.Gauge
+	// LimitBackendFailures counts transitions into the degraded state.
+	LimitBackendFailures prometheus.Counter
 }
 
 // New registers every collector on a fresh registry.
@@ -79,6 +84,14 @@ func New(version string) *Metrics {
 			Name: "gatehouse_requests_in_flight",
 			Help: "Requests currently being handled.",
 		}),
+		LimitDegraded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_ratelimit_backend_degraded",
+			Help: "1 while the shared rate-limit backend (Redis) is unreachable and redis_failure applies.",
+		}),
+		LimitBackendFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_backend_failures_total",
+			Help: "Times the shared rate-limit backend (Redis) became unreachable.",
+		}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "gatehouse_build_info",
@@ -87,6 +100,7 @@ func New(version string) *Metrics {
 	build.WithLabelValues(version).Set(1)
 	reg.MustRegister(m.Requests, m.Latency, m.UpstreamErrors, m.Denials, m.ConfigReloads,
 		m.ConfigLastOK, m.ConfigGeneration, m.InFlight, build, m.WAFDecisions, m.WAFRuleMatches,
+		m.LimitDegraded, m.LimitBackendFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the reload series so a dashboard sees 0, not absence.
 	m.ConfigReloads.WithLabelValues("success")

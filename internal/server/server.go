@@ -124,6 +124,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.gw.SetIdentity(gateway.IdentityDeps{Ctx: s.ctx, Store: s.store, Revocations: s.revocations})
 	s.startDetection(cfg)
+	s.gw.SetLimits(gateway.LimitDeps{Quotas: s.store})
 	rt, err := s.gw.Compile(loaded)
 	if err != nil {
 		s.cancel()
@@ -136,6 +137,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		Revoke:       s.revocations.Revoke,
 		Deprecations: s.gw.Deprecations().Usage,
 		Alerts:       s.alerts,
+		Quota:        s.gw.QuotaUsage,
 		// The key service is rebuilt when the pepper changes: look it up per call.
 		Keys: admin.DynamicKeys(func() admin.KeyService {
 			if k := s.gw.Keys(); k != nil {
@@ -400,6 +402,7 @@ func (s *Server) Close() {
 	if s.notifier != nil {
 		_ = s.notifier.Close()
 	}
+	s.gw.CloseLimits()
 	if s.store != nil {
 		_ = s.store.Close()
 	}

@@ -33,6 +33,7 @@ type Store interface {
 	FindingStore
 	IncidentStore
 	AlertStore
+	QuotaStore
 }
 
 // RegistryStore keeps the API inventory as it was last loaded from config.
@@ -271,4 +272,26 @@ type Alert struct {
 	AckedBy    string
 	Response   string    // the automatic response taken, if any
 	RevertedAt time.Time // when that response was undone
+}
+
+// QuotaStore keeps quota counters on a single node (a cluster keeps them in
+// Redis). A counter is one key's usage in one calendar window, identified
+// by the window's start; a new window is a new, empty counter.
+type QuotaStore interface {
+	// TakeQuota adds each take's N to its counter if every counter stays
+	// within its Limit, atomically: all or nothing, so a request refused by
+	// one quota consumes no other. used receives each counter's value after
+	// the call (unchanged ones when refused). Takes naming the same counter
+	// twice are an error.
+	TakeQuota(ctx context.Context, takes []QuotaTake) (ok bool, used []int64, err error)
+	// QuotaUsed returns a counter's value (0 for an absent counter).
+	QuotaUsed(ctx context.Context, key string, windowStart time.Time) (int64, error)
+}
+
+// QuotaTake is one counter of a TakeQuota call.
+type QuotaTake struct {
+	Key         string
+	WindowStart time.Time
+	Limit       int64
+	N           int64
 }

@@ -314,3 +314,7 @@ func migrationTables(t *testing.T) []string {
 	slices.Sort(want)
 	return want
 }
+
+func BenchmarkTakeQuota(b *testing.B) {
+	storetest.BenchmarkTakeQuota(b, openSchema(b, newSchema(b)))
+}

@@ -289,3 +289,7 @@ func TestConcurrentOpen(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkTakeQuota(b *testing.B) {
+	storetest.BenchmarkTakeQuota(b, openTemp(b, filepath.Join(b.TempDir(), "bench.db")))
+}

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Findings", findingTests},
 		{"Incidents", incidentTests},
 		{"Alerts", alertTests},
+		{"Quotas", quotaTests},
 		{"Context", []test{{"canceled", testCanceled}, {"deadline", testDeadline}}},
 		{"Concurrency", concurrencyTests},
 	}

@@ -42,6 +42,11 @@ func main() {
 	flag.BoolVar(&asJSON, "json", false, "print the report as JSON on stdout (progress still goes to stderr)")
 	flag.BoolVar(&strict, "strict", false, "exit 1 when a performance target is missed")
 	flag.BoolVar(&auth, "auth", true, "also measure API-key and JWT (RS256) authentication with a scope check")
+	redisDefault := os.Getenv("GATEHOUSE_BENCH_REDIS")
+	if redisDefault == "" {
+		redisDefault = os.Getenv("GATEHOUSE_TEST_REDIS")
+	}
+	flag.StringVar(&o.Redis, "redis", redisDefault, "Redis URL for the gatehouse-ratelimit-redis target (default $GATEHOUSE_BENCH_REDIS or $GATEHOUSE_TEST_REDIS; empty: left out)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "gatehouse-bench: unexpected arguments %q\n", flag.Args())
