@@ -74,6 +74,7 @@ type Observer struct {
 	mu        sync.RWMutex
 	opts      Options
 	hosts     map[string]*node
+	pins      map[string][][]string // host ("" any host) -> declared templates, split
 	nodes     int
 	endpoints int
 
@@ -91,7 +92,9 @@ type Observer struct {
 // node is one position of a host's path trie. Children and endpoints
 // change under Observer.mu; counters are atomic.
 type node struct {
-	lits   map[string]*node // literal children; nil once merged
+	lits   map[string]*node // literal children (only pinned ones once merged)
+	free   int              // literal children not pinned
+	pinned bool             // a literal the registry declares: never merged away
 	param  *node            // the parameter child
 	merged bool             // free-text values here became a parameter
 	kinds  atomic.Uint32    // on a parameter node: the kinds seen there
@@ -101,6 +104,7 @@ type node struct {
 type endpoint struct {
 	method string
 	count  atomic.Int64
+	seen   atomic.Int64 // like count, never reset: tells values seen once
 	status [4]atomic.Int64 // 1xx/2xx, 3xx, 4xx, 5xx
 	first  atomic.Int64    // unix microseconds; 0 none since the last drain
 	last   atomic.Int64
@@ -117,7 +121,7 @@ type caller struct {
 
 // NewObserver returns an enabled Observer.
 func NewObserver(o Options) *Observer {
-	obs := &Observer{hosts: map[string]*node{}}
+	obs := &Observer{hosts: map[string]*node{}, pins: map[string][][]string{}}
 	obs.every.Store(1)
 	obs.SetOptions(o)
 	obs.enabled.Store(true)
@@ -267,13 +271,14 @@ func (o *Observer) lookup(host []byte, method, path string) (*endpoint, bool) {
 			return nil, false
 		}
 		seg, tail, more := strings.Cut(rest, "/")
-		k := Classify(seg)
-		if k == KindLiteral && !n.merged {
-			if n = n.lits[seg]; n == nil {
-				return nil, false
-			}
+		if c := n.lits[seg]; c != nil {
+			n = c
 		} else {
+			k := Classify(seg)
 			if k == KindLiteral {
+				if !n.merged {
+					return nil, false
+				}
 				k = KindString
 			}
 			p := n.param
@@ -304,39 +309,28 @@ const maxNodesPer = 4
 // insert creates what lookup did not find; the write lock is held. It
 // returns nil when a cap refuses the new endpoint.
 func (o *Observer) insert(host, method, path string) *endpoint {
-	n := o.hosts[host]
-	if n == nil {
-		if len(o.hosts) >= o.opts.MaxHosts-1 {
-			host = OtherHost
-		}
-		if n = o.hosts[host]; n == nil {
-			n = &node{}
-			o.hosts[host] = n
-			o.nodes++
-		}
-	}
+	n := o.root(host)
 	maxNodes := o.opts.MaxTemplates * maxNodesPer
 	rest := path[1:]
 	for {
 		seg, tail, more := strings.Cut(rest, "/")
-		k := Classify(seg)
-		if k == KindLiteral && !n.merged {
-			c := n.lits[seg]
-			if c == nil {
-				if len(n.lits) >= o.opts.MergeAfter {
-					o.merge(n)
-					continue // the same segment again, now as a parameter
-				}
-				if o.nodes >= maxNodes {
-					return nil
-				}
-				c = &node{}
-				if n.lits == nil {
-					n.lits = map[string]*node{}
-				}
-				n.lits[strings.Clone(seg)] = c
-				o.nodes++
+		if c := n.lits[seg]; c != nil {
+			n = c
+		} else if k := Classify(seg); k == KindLiteral && !n.merged {
+			if n.free >= o.opts.MergeAfter || n.free >= minSparse && o.sparse(n) {
+				o.merge(n)
+				continue // the same segment again, now as a parameter
 			}
+			if o.nodes >= maxNodes {
+				return nil
+			}
+			c = &node{}
+			if n.lits == nil {
+				n.lits = map[string]*node{}
+			}
+			n.lits[strings.Clone(seg)] = c
+			n.free++
+			o.nodes++
 			n = c
 		} else {
 			if k == KindLiteral {
@@ -371,16 +365,74 @@ func (o *Observer) insert(host, method, path string) *endpoint {
 	return ep
 }
 
+// root returns host's trie, creating it (or folding the host into
+// OtherHost when there are too many); the write lock is held.
+func (o *Observer) root(host string) *node {
+	if n := o.hosts[host]; n != nil {
+		return n
+	}
+	if len(o.hosts) >= o.opts.MaxHosts-1 {
+		host = OtherHost
+		if n := o.hosts[host]; n != nil {
+			return n
+		}
+	}
+	n := &node{}
+	o.hosts[host] = n
+	o.nodes++
+	for _, t := range o.pins[""] {
+		o.pin(n, t)
+	}
+	return n
+}
+
+// minSparse is the fewest distinct free-text values at one position before
+// their sparseness alone may make it a parameter.
+const minSparse = 8
+
+// sparse reports whether most literal children of n were seen only once:
+// resource names repeat, identifiers and names of things mostly do not.
+func (o *Observer) sparse(n *node) bool {
+	once := 0
+	for _, c := range n.lits {
+		if !c.pinned && seenAtMostOnce(c, new(int64)) {
+			once++
+		}
+	}
+	return once*4 >= n.free*3
+}
+
+func seenAtMostOnce(n *node, sum *int64) bool {
+	for _, ep := range n.eps {
+		if *sum += ep.seen.Load(); *sum > 1 {
+			return false
+		}
+	}
+	for _, c := range n.lits {
+		if !seenAtMostOnce(c, sum) {
+			return false
+		}
+	}
+	return n.param == nil || seenAtMostOnce(n.param, sum)
+}
+
 // merge turns n's literal children into its parameter child: the values
-// seen there were too many to be names of resources.
+// seen there were too many to be names of resources. Pinned literals stay.
 func (o *Observer) merge(n *node) {
 	if n.param == nil {
 		n.param = &node{}
 	}
 	n.param.kinds.Or(kindBit(KindString))
 	lits := n.lits
-	n.lits, n.merged = nil, true
-	for _, c := range lits {
+	n.lits, n.free, n.merged = nil, 0, true
+	for seg, c := range lits {
+		if c.pinned {
+			if n.lits == nil {
+				n.lits = map[string]*node{}
+			}
+			n.lits[seg] = c
+			continue
+		}
 		o.fold(n.param, c)
 	}
 	o.nodes, o.endpoints = 0, 0
@@ -406,20 +458,20 @@ func (o *Observer) fold(dst, src *node) {
 		de.absorb(se)
 	}
 	for seg, c := range src.lits {
-		switch {
-		case dst.merged:
-			if dst.param == nil {
-				dst.param = &node{}
-			}
+		switch d := dst.lits[seg]; {
+		case d != nil:
+			o.fold(d, c)
+		case dst.merged && !c.pinned:
 			dst.param.kinds.Or(kindBit(KindString))
 			o.fold(dst.param, c)
-		case dst.lits[seg] != nil:
-			o.fold(dst.lits[seg], c)
 		default:
 			if dst.lits == nil {
 				dst.lits = map[string]*node{}
 			}
 			dst.lits[seg] = c
+			if !c.pinned {
+				dst.free++
+			}
 		}
 	}
 	if src.param != nil {
@@ -429,7 +481,7 @@ func (o *Observer) fold(dst, src *node) {
 			o.fold(dst.param, src.param)
 		}
 	}
-	if !dst.merged && len(dst.lits) > o.opts.MergeAfter {
+	if !dst.merged && dst.free > o.opts.MergeAfter {
 		o.merge(dst)
 	}
 }
@@ -447,6 +499,7 @@ func (o *Observer) count(n *node) {
 
 func (e *endpoint) add(o *Observer, w int64, status int, consumer, partner string, now int64) {
 	e.count.Add(w)
+	e.seen.Add(w)
 	i := status/100 - 2
 	if i < 0 {
 		i = 0
@@ -639,4 +692,57 @@ func (e *endpoint) take(reset bool) (store.DiscoveredEndpoint, bool) {
 		e.callerMu.Unlock()
 	}
 	return d, true
+}
+
+// Pin marks the literal segments of declared templates (registry routes,
+// parameters in braces) so cardinality merging never folds them into a
+// parameter: /users/me stays beside /users/{login}. host "" pins on every
+// host. Pins are kept for hosts seen later; pinning costs trie nodes like
+// observed paths do and counts against the same cap.
+func (o *Observer) Pin(host string, templates []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, t := range templates {
+		if t == "" || t[0] != '/' || segments(t) > o.opts.MaxDepth {
+			continue
+		}
+		segs := strings.Split(t[1:], "/")
+		o.pins[host] = append(o.pins[host], segs)
+		if host == "" {
+			for _, n := range o.hosts {
+				o.pin(n, segs)
+			}
+		} else {
+			o.pin(o.root(host), segs)
+		}
+	}
+}
+
+func (o *Observer) pin(n *node, segs []string) {
+	if o.nodes >= o.opts.MaxTemplates*maxNodesPer {
+		return
+	}
+	for _, s := range segs {
+		if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") {
+			if n.param == nil {
+				n.param = &node{}
+				o.nodes++
+			}
+			n = n.param
+			continue
+		}
+		c := n.lits[s]
+		if c == nil {
+			c = &node{pinned: true}
+			if n.lits == nil {
+				n.lits = map[string]*node{}
+			}
+			n.lits[s] = c
+			o.nodes++
+		} else if !c.pinned {
+			c.pinned = true
+			n.free--
+		}
+		n = c
+	}
 }
