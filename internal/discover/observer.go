@@ -104,7 +104,7 @@ type node struct {
 type endpoint struct {
 	method string
 	count  atomic.Int64
-	seen   atomic.Int64 // like count, never reset: tells values seen once
+	seen   atomic.Int64    // like count, never reset: tells values seen once
 	status [4]atomic.Int64 // 1xx/2xx, 3xx, 4xx, 5xx
 	first  atomic.Int64    // unix microseconds; 0 none since the last drain
 	last   atomic.Int64

@@ -32,6 +32,8 @@ type Gateway struct {
 	mu         sync.Mutex
 	transports map[transportKey]*http.Transport
 	series     map[string]*metrics.OperationSeries
+
+	observer observerRef // traffic discovery; nil pointer: off
 }
 
 // New returns a Gateway with no runtime; Swap one in before serving.
@@ -63,6 +65,7 @@ type call struct {
 	clientIP     string
 	forwardedFor string
 	path         string // normalised escaped path
+	host, method string // as received, for discovery
 	api          string
 	operation    string
 	status       int
@@ -140,6 +143,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.path = path
+	c.host, c.method = r.Host, r.Method
 	if ts := rt.identity.token; ts != nil && (path == oauth.TokenPath || path == oauth.JWKSPath) {
 		// Gatehouse's own authorization server, ahead of every API route
 		// (compile refuses APIs that would shadow these paths).
@@ -279,6 +283,9 @@ func (g *Gateway) record(c *call, op *Operation, sw *statusWriter, start time.Ti
 	}
 	if status == 0 {
 		status = http.StatusOK
+	}
+	if o := g.observer.Load(); o != nil {
+		g.observe(o, c, status, start)
 	}
 	if c.denyStage != "" {
 		g.metrics.Denials.WithLabelValues(c.denyStage, c.denyReason).Inc()

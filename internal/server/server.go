@@ -58,6 +58,7 @@ type Server struct {
 	watcher                *watcher
 	revocations            *revoke.List
 	notifier               *revoke.RedisNotifier
+	discovery              *discoveryRun
 	ctx                    context.Context
 	cancel                 context.CancelFunc
 	done                   chan struct{}
@@ -128,6 +129,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
+	s.startDiscovery(rt)
 	if o.Watch {
 		s.watcher, err = newWatcher(s.log, func() { _ = s.Reload(context.Background()) })
 		if err != nil {
@@ -295,6 +297,7 @@ func (s *Server) Reload(ctx context.Context) error {
 // apply publishes rt and records its registry snapshot.
 func (s *Server) apply(ctx context.Context, rt *gateway.Runtime) {
 	s.gw.Swap(rt)
+	s.applyDiscovery(rt)
 	s.metrics.ConfigGeneration.Inc()
 	s.metrics.ConfigLastOK.SetToCurrentTime()
 	for _, w := range rt.Warnings {
@@ -374,6 +377,7 @@ func (s *Server) Close() {
 	if s.notifier != nil {
 		_ = s.notifier.Close()
 	}
+	s.stopDiscovery()
 	if s.store != nil {
 		_ = s.store.Close()
 	}

@@ -29,8 +29,8 @@ type DiscoveredEndpoint struct {
 	Count    int64
 	// Responses by status class (1xx counted with 2xx).
 	Status1xx2xx, Status3xx, Status4xx, Status5xx int64
-	FirstSeen, LastSeen                          time.Time
-	Callers                                      []DiscoveredCaller
+	FirstSeen, LastSeen                           time.Time
+	Callers                                       []DiscoveredCaller
 }
 
 // DiscoveredCaller is one consumer seen calling an endpoint; an empty

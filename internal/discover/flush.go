@@ -1,0 +1,80 @@
+package discover
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// DefaultFlushInterval is how often observations are written to the store.
+const DefaultFlushInterval = 30 * time.Second
+
+// flushTimeout bounds one write to the store.
+const flushTimeout = 10 * time.Second
+
+// Flusher periodically moves an Observer's counts into the store. A failed
+// write keeps the batch and retries it with the next one; what waits is
+// bounded by the observer's template cap.
+type Flusher struct {
+	Observer *Observer
+	Store    store.DiscoveryStore
+	Interval time.Duration
+	Log      *slog.Logger
+
+	mu      sync.Mutex
+	pending []store.DiscoveredEndpoint
+}
+
+// Run flushes every Interval until ctx ends, then once more.
+func (f *Flusher) Run(ctx context.Context) {
+	every := f.Interval
+	if every <= 0 {
+		every = DefaultFlushInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+			_ = f.Flush(fctx)
+			cancel()
+			return
+		case <-t.C:
+			fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+			_ = f.Flush(fctx)
+			cancel()
+		}
+	}
+}
+
+// Flush writes what was observed since the last successful flush.
+func (f *Flusher) Flush(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	batch := append(f.pending, f.Observer.Drain()...)
+	f.pending = nil
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := f.Store.UpsertDiscovery(ctx, batch); err != nil {
+		if limit := f.Observer.maxTemplates(); len(batch) > limit {
+			batch = batch[len(batch)-limit:] // the newest survive
+		}
+		f.pending = batch
+		if f.Log != nil {
+			f.Log.Warn("discovery flush failed; retrying with the next", "endpoints", len(batch), "error", err.Error())
+		}
+		return err
+	}
+	return nil
+}
+
+func (o *Observer) maxTemplates() int {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.opts.MaxTemplates
+}
