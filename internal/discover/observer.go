@@ -317,7 +317,7 @@ func (o *Observer) insert(host, method, path string) *endpoint {
 		if c := n.lits[seg]; c != nil {
 			n = c
 		} else if k := Classify(seg); k == KindLiteral && !n.merged {
-			if n.free >= o.opts.MergeAfter || n.free >= minSparse && o.sparse(n) {
+			if n.free >= o.opts.MergeAfter || n.free >= sparseMin(n) && o.sparse(n) {
 				o.merge(n)
 				continue // the same segment again, now as a parameter
 			}
@@ -387,8 +387,22 @@ func (o *Observer) root(host string) *node {
 }
 
 // minSparse is the fewest distinct free-text values at one position before
-// their sparseness alone may make it a parameter.
-const minSparse = 8
+// their sparseness alone may make it a parameter. Below it, a first round
+// of calls to a wide resource (each sub-resource seen once) would look
+// sparse too.
+const minSparse = 16
+
+// minSparseBesideIDs is minSparse where machine-made identifiers were
+// already seen at the position: it is a parameter position, and sparse
+// literal siblings are more of its values (logins beside cus_9aB3kLm2).
+const minSparseBesideIDs = 4
+
+func sparseMin(n *node) int {
+	if n.param != nil && n.param.kinds.Load()&kindBit(KindString) != 0 {
+		return minSparseBesideIDs
+	}
+	return minSparse
+}
 
 // sparse reports whether most literal children of n were seen only once:
 // resource names repeat, identifiers and names of things mostly do not.

@@ -114,6 +114,8 @@ func Classify(seg string) Kind {
 		return KindUUID
 	case n == 10 && isDate(seg):
 		return KindDate
+	case digits == n:
+		return KindString // more digits than an int64 holds
 	case hex == n && n >= 16 && digits > 0:
 		return KindHex
 	case n > maxLiteral:
@@ -123,8 +125,6 @@ func Classify(seg string) Kind {
 		// often (cus_9aB3kLm2, AKIA4X7...); words with a number in them
 		// (oauth2, base64url, x509certificates) switch at most twice.
 		return KindString
-	case digits == n:
-		return KindString // more digits than an int64 holds
 	}
 	return KindLiteral
 }
