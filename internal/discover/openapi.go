@@ -178,7 +178,8 @@ type learnedParam struct {
 // nameParams names each parameter of a learned template after the literal
 // before it (/orders/{int} → /orders/{orderId}), falling back to param<N>.
 func nameParams(template string) (string, []learnedParam) {
-	segs := strings.Split(template, "/")
+	orig := strings.Split(template, "/")
+	segs := append([]string(nil), orig...)
 	var params []learnedParam
 	used := map[string]bool{}
 	for i, s := range segs {
@@ -188,8 +189,8 @@ func nameParams(template string) (string, []learnedParam) {
 		}
 		name := ""
 		if i > 0 {
-			if _, prevParam := kindOfToken(segs[i-1]); !prevParam && segs[i-1] != "" {
-				name = identifier(singular(segs[i-1])) + "Id"
+			if _, prevParam := kindOfToken(orig[i-1]); !prevParam && orig[i-1] != "" {
+				name = identifier(singular(orig[i-1])) + "Id"
 			}
 		}
 		if name == "Id" || name == "" {
