@@ -83,6 +83,7 @@ type Observer struct {
 	// Adaptive sampling: the rate of the previous second sets 1-in-N for
 	// the current one.
 	sampleAbove atomic.Int64
+	maxCallers  atomic.Int64
 	window      atomic.Int64 // unix second being counted
 	inWindow    atomic.Int64
 	every       atomic.Int64
@@ -136,6 +137,7 @@ func (o *Observer) SetOptions(opts Options) {
 	o.opts = opts
 	o.mu.Unlock()
 	o.sampleAbove.Store(int64(opts.SampleAboveRPS))
+	o.maxCallers.Store(int64(opts.MaxCallers))
 }
 
 // SetEnabled turns observation on or off without losing what was learned.
@@ -553,10 +555,8 @@ func (e *endpoint) caller(o *Observer, consumer, partner string) *caller {
 			return c
 		}
 	}
-	o.mu.RLock()
-	limit := o.opts.MaxCallers
-	o.mu.RUnlock()
-	if len(cur) >= limit {
+	// Not o.mu: merges hold it while taking callerMu.
+	if len(cur) >= int(o.maxCallers.Load()) {
 		consumer, partner = OtherCaller, ""
 		for _, c := range cur {
 			if c.consumer == consumer && c.partner == partner {
@@ -708,26 +708,30 @@ func (e *endpoint) take(reset bool) (store.DiscoveredEndpoint, bool) {
 	return d, true
 }
 
-// Pin marks the literal segments of declared templates (registry routes,
-// parameters in braces) so cardinality merging never folds them into a
-// parameter: /users/me stays beside /users/{login}. host "" pins on every
-// host. Pins are kept for hosts seen later; pinning costs trie nodes like
-// observed paths do and counts against the same cap.
-func (o *Observer) Pin(host string, templates []string) {
+// SetPins marks the literal segments of declared templates (registry
+// routes, parameters in braces), by host ("" for every host), so that
+// cardinality merging never folds them into a parameter: /users/me stays
+// beside /users/{login}. It replaces the previous set for hosts seen later
+// (literals pinned before stay pinned). Pins cost trie nodes like observed
+// paths do and count against the same cap.
+func (o *Observer) SetPins(byHost map[string][]string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, t := range templates {
-		if t == "" || t[0] != '/' || segments(t) > o.opts.MaxDepth {
-			continue
-		}
-		segs := strings.Split(t[1:], "/")
-		o.pins[host] = append(o.pins[host], segs)
-		if host == "" {
-			for _, n := range o.hosts {
-				o.pin(n, segs)
+	o.pins = map[string][][]string{}
+	for host, templates := range byHost {
+		for _, t := range templates {
+			if t == "" || t[0] != '/' || segments(t) > o.opts.MaxDepth {
+				continue
 			}
-		} else {
-			o.pin(o.root(host), segs)
+			segs := strings.Split(t[1:], "/")
+			o.pins[host] = append(o.pins[host], segs)
+			if host == "" {
+				for _, n := range o.hosts {
+					o.pin(n, segs)
+				}
+			} else {
+				o.pin(o.root(host), segs)
+			}
 		}
 	}
 }

@@ -111,7 +111,7 @@ func TestObserveMergeAfterCap(t *testing.T) {
 
 func TestObservePinsKeepDeclaredLiterals(t *testing.T) {
 	o := NewObserver(Options{SampleAboveRPS: -1, MergeAfter: 10})
-	o.Pin("", []string{"/users/me", "/users/{login}"})
+	o.SetPins(map[string][]string{"": {"/users/me", "/users/{login}"}})
 	for i := 0; i < 40; i++ {
 		o.Observe("any.example", "GET", fmt.Sprintf("/users/login%c%c", 'a'+i%26, 'a'+i/26), 200, "", "", t0)
 		o.Observe("any.example", "GET", "/users/me", 200, "", "", t0)
@@ -143,7 +143,7 @@ func TestObserveBounds(t *testing.T) {
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
 			o := NewObserver(Options{SampleAboveRPS: -1, MaxTemplates: 100, MaxHosts: 8, MaxDepth: 32})
-			o.Pin("api", []string{"/known"}) // as the gateway pins its registry
+			o.SetPins(map[string][]string{"api": {"/known"}}) // as the gateway pins its registry
 			o.Observe("api", "GET", "/known", 200, "", "", t0)
 			for i := 0; i < 20000; i++ {
 				h, m, p := r.flood(i)
@@ -225,14 +225,16 @@ func TestObserveDisabled(t *testing.T) {
 }
 
 func TestObserveConcurrent(t *testing.T) {
-	o := NewObserver(Options{SampleAboveRPS: -1, MergeAfter: 20})
+	// New callers (caller lock), merges (write lock) and drains (read
+	// lock, then caller locks) all at once: no deadlock, no race.
+	o := NewObserver(Options{SampleAboveRPS: -1, MergeAfter: 20, MaxCallers: 8})
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 2000; i++ {
-				o.Observe("h", "GET", fmt.Sprintf("/u/name%c%c/items/%d", 'a'+i%26, 'a'+(i/26)%26, i), 200, fmt.Sprint("c", w), "", t0)
+				o.Observe("h", "GET", fmt.Sprintf("/u/name%c%c/items/%d", 'a'+i%26, 'a'+(i/26)%26, i), 200, fmt.Sprint("c", w, i%40), "", t0)
 				if i%500 == 0 {
 					o.Drain()
 				}

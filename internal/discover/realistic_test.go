@@ -370,7 +370,5 @@ func pinRegistry(o *Observer, c *Catalog) {
 	for _, op := range c.Ops {
 		byHost[op.Host] = append(byHost[op.Host], op.Template)
 	}
-	for h, ts := range byHost {
-		o.Pin(h, ts)
-	}
+	o.SetPins(byHost)
 }

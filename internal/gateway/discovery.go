@@ -42,7 +42,5 @@ func PinRegistry(o *discover.Observer, rt *Runtime) {
 	for _, op := range cat.Ops {
 		byHost[op.Host] = append(byHost[op.Host], op.Template)
 	}
-	for h, ts := range byHost {
-		o.Pin(h, ts)
-	}
+	o.SetPins(byHost)
 }
