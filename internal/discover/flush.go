@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -24,9 +25,13 @@ type Flusher struct {
 	Interval time.Duration
 	Log      *slog.Logger
 
-	mu      sync.Mutex
-	pending []store.DiscoveredEndpoint
+	mu       sync.Mutex
+	pending  []store.DiscoveredEndpoint
+	failures atomic.Int64
 }
+
+// Failures is the number of flushes the store refused.
+func (f *Flusher) Failures() int64 { return f.failures.Load() }
 
 // Run flushes every Interval until ctx ends, then once more.
 func (f *Flusher) Run(ctx context.Context) {
@@ -65,6 +70,7 @@ func (f *Flusher) Flush(ctx context.Context) error {
 			batch = batch[len(batch)-limit:] // the newest survive
 		}
 		f.pending = batch
+		f.failures.Add(1)
 		if f.Log != nil {
 			f.Log.Warn("discovery flush failed; retrying with the next", "endpoints", len(batch), "error", err.Error())
 		}

@@ -146,6 +146,16 @@ func (o *Observer) SetEnabled(on bool) { o.enabled.Store(on) }
 // Dropped is the number of calls not recorded because a cap was reached.
 func (o *Observer) Dropped() int64 { return o.dropped.Load() }
 
+// Endpoints is the number of endpoint templates held in memory.
+func (o *Observer) Endpoints() int {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.endpoints
+}
+
+// SampleEvery is the current sampling: 1 call in N is recorded.
+func (o *Observer) SampleEvery() int64 { return max(1, o.every.Load()) }
+
 // methodToken maps a request method to a constant string: methods are the
 // client's to invent, and each new one would be a new endpoint.
 func methodToken(m string) string {

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/discover"
 	"github.com/gatehouse/gatehouse/internal/gateway"
@@ -39,6 +41,16 @@ func (s *Server) startDiscovery(rt *gateway.Runtime) {
 	s.applyDiscovery(rt)
 	s.gw.SetObserver(obs)
 	f := &discover.Flusher{Observer: obs, Store: s.store, Interval: cfg.FlushInterval.D(), Log: s.log}
+	s.metrics.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_discovery_dropped_total",
+			Help: "Calls discovery did not record because a memory cap was reached."}, func() float64 { return float64(obs.Dropped()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_discovery_endpoints",
+			Help: "Endpoint templates discovery holds in memory."}, func() float64 { return float64(obs.Endpoints()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_discovery_sample_every",
+			Help: "Discovery records 1 call in this many (1: every call)."}, func() float64 { return float64(obs.SampleEvery()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_discovery_flush_failures_total",
+			Help: "Discovery flushes the store refused (retried with the next)."}, func() float64 { return float64(f.Failures()) }),
+	)
 	go func() {
 		defer close(d.done)
 		f.Run(ctx)

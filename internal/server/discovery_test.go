@@ -146,6 +146,17 @@ func TestDiscoveryEndToEnd(t *testing.T) {
 		t.Errorf("learned spec:\n%s", doc)
 	}
 
+	m := g.scrape(t)
+	if v := metricValue(m, "gatehouse_discovery_endpoints"); v < 6 {
+		t.Errorf("gatehouse_discovery_endpoints = %v", v)
+	}
+	if v := metricValue(m, "gatehouse_discovery_sample_every"); v != 1 {
+		t.Errorf("gatehouse_discovery_sample_every = %v", v)
+	}
+	if v := metricValue(m, "gatehouse_discovery_dropped_total"); v != 0 {
+		t.Errorf("gatehouse_discovery_dropped_total = %v", v)
+	}
+
 	// A reload keeps the observer and what it learned.
 	if err := g.srv.Reload(t.Context()); err != nil {
 		t.Fatal(err)
