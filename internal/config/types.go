@@ -145,6 +145,10 @@ type API struct {
 	// MaxInFlight caps concurrent requests to the upstream (0: no cap), so
 	// one caller's burst cannot take the backend down; excess gets 503.
 	MaxInFlight int `yaml:"max_in_flight"`
+	// ObserveUnregistered forwards paths under the base path that the spec
+	// does not declare to the upstream, for discovery to record. Only for
+	// an API whose one policy is a non-public "*" (see gateway/passthrough.go).
+	ObserveUnregistered bool `yaml:"observe_unregistered"`
 
 	// Line is where this API was declared, for later error messages.
 	File string `yaml:"-"`

@@ -158,8 +158,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res := rt.table.Match(r.Host, r.Method, path, &c.params)
 	switch res.Status {
 	case route.NotFound:
-		g.deny(sw, c, ProbNotFound, "route", "not_found", "")
-		return
+		pt := rt.passthroughFor(r.Host, path) // observe_unregistered APIs; see passthrough.go
+		if pt == nil {
+			g.deny(sw, c, ProbNotFound, "route", "not_found", "")
+			return
+		}
+		res.Handler = pt
 	case route.MethodNotAllowed:
 		sw.Header()["Allow"] = []string{res.Allow}
 		g.deny(sw, c, ProbMethodNotAllowed, "route", "method_not_allowed", "Allowed methods: "+res.Allow+".")
