@@ -115,6 +115,7 @@ func TestDiscoveryEndToEnd(t *testing.T) {
 		}
 	}
 	text := runCLI(t, "discover", "report", "-c", g.cfgPath)
+	t.Log("\n" + text)
 	for _, want := range []string{"Shadow endpoints (4)", "Zombie endpoints (1)", "billing", "/orders/v1/admin/debug", "Drift (0)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text report lacks %q:\n%s", want, text)
