@@ -691,8 +691,14 @@ func (e *endpoint) take(reset bool) (store.DiscoveredEndpoint, bool) {
 		return d, false
 	}
 	d.Status1xx2xx, d.Status3xx, d.Status4xx, d.Status5xx = load(&e.status[0]), load(&e.status[1]), load(&e.status[2]), load(&e.status[3])
-	d.FirstSeen = time.UnixMicro(load(&e.first)).UTC()
-	d.LastSeen = time.UnixMicro(load(&e.last)).UTC()
+	first, last := load(&e.first), load(&e.last)
+	if last == 0 {
+		last = time.Now().UnixMicro() // a racing first add has not set it yet
+	}
+	if first == 0 || first > last {
+		first = last
+	}
+	d.FirstSeen, d.LastSeen = time.UnixMicro(first).UTC(), time.UnixMicro(last).UTC()
 	if cs := e.callers.Load(); cs != nil {
 		for _, c := range *cs {
 			n := load(&c.count)
