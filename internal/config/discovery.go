@@ -9,6 +9,7 @@ type Discovery struct {
 	MaxTemplates   int      `yaml:"max_templates"`
 	MergeAfter     int      `yaml:"merge_after"`
 	FlushInterval  Duration `yaml:"flush_interval"`
+	Retention      Duration `yaml:"retention"`
 }
 
 // On reports whether discovery is enabled.

@@ -15,12 +15,12 @@ func TestDiscoveryConfig(t *testing.T) {
 	if !l.Config.Discovery.On() {
 		t.Error("discovery is off by default; it should be on")
 	}
-	l, err = LoadBytes("t.yaml", []byte(base+"discovery: {enabled: false, sample_above_rps: 0, max_templates: 500, merge_after: 20, flush_interval: 5s}\n"), nil)
+	l, err = LoadBytes("t.yaml", []byte(base+"discovery: {enabled: false, sample_above_rps: 0, max_templates: 500, merge_after: 20, flush_interval: 5s, retention: 400d}\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := l.Config.Discovery
-	if d.On() || d.SampleAboveRPS == nil || *d.SampleAboveRPS != 0 || d.MaxTemplates != 500 || d.MergeAfter != 20 || d.FlushInterval.D() != 5*time.Second {
+	if d.On() || d.SampleAboveRPS == nil || *d.SampleAboveRPS != 0 || d.MaxTemplates != 500 || d.MergeAfter != 20 || d.FlushInterval.D() != 5*time.Second || d.Retention.D() != 400*24*time.Hour {
 		t.Errorf("discovery = %+v", d)
 	}
 	for _, bad := range []struct{ yaml, want string }{

@@ -13,6 +13,10 @@ import (
 // DefaultFlushInterval is how often observations are written to the store.
 const DefaultFlushInterval = 30 * time.Second
 
+// DefaultRetention keeps a year of history and then some, so orphan
+// reports can look back a full year.
+const DefaultRetention = 400 * 24 * time.Hour
+
 // flushTimeout bounds one write to the store.
 const flushTimeout = 10 * time.Second
 
@@ -23,7 +27,10 @@ type Flusher struct {
 	Observer *Observer
 	Store    store.DiscoveryStore
 	Interval time.Duration
-	Log      *slog.Logger
+	// Retention: endpoints not seen for this long are deleted from the
+	// store (checked once a day; default DefaultRetention).
+	Retention time.Duration
+	Log       *slog.Logger
 
 	mu       sync.Mutex
 	pending  []store.DiscoveredEndpoint
@@ -41,6 +48,7 @@ func (f *Flusher) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var lastPurge time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -51,6 +59,10 @@ func (f *Flusher) Run(ctx context.Context) {
 		case <-t.C:
 			fctx, cancel := context.WithTimeout(ctx, flushTimeout)
 			_ = f.Flush(fctx)
+			if time.Since(lastPurge) > 24*time.Hour {
+				lastPurge = time.Now()
+				f.purge(fctx)
+			}
 			cancel()
 		}
 	}
@@ -83,4 +95,14 @@ func (o *Observer) maxTemplates() int {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	return o.opts.MaxTemplates
+}
+
+func (f *Flusher) purge(ctx context.Context) {
+	keep := f.Retention
+	if keep <= 0 {
+		keep = DefaultRetention
+	}
+	if _, err := f.Store.PurgeDiscovery(ctx, time.Now().Add(-keep)); err != nil && f.Log != nil {
+		f.Log.Warn("discovery purge failed", "error", err.Error())
+	}
 }

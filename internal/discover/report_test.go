@@ -183,6 +183,8 @@ func (f *failingStore) UpsertDiscovery(_ context.Context, e []store.DiscoveredEn
 	return nil
 }
 
+func (f *failingStore) PurgeDiscovery(context.Context, time.Time) (int64, error) { return 0, nil }
+
 func (f *failingStore) ListDiscovery(context.Context, store.DiscoveryFilter) ([]store.DiscoveredEndpoint, error) {
 	return f.got, nil
 }

@@ -18,6 +18,9 @@ type DiscoveryStore interface {
 	// ListDiscovery returns the aggregates matching f, ordered by host,
 	// template, method, each with its callers ordered by consumer, partner.
 	ListDiscovery(ctx context.Context, f DiscoveryFilter) ([]DiscoveredEndpoint, error)
+	// PurgeDiscovery deletes endpoints (with their callers) last seen
+	// before the given time and returns how many were deleted.
+	PurgeDiscovery(ctx context.Context, lastSeenBefore time.Time) (int64, error)
 }
 
 // DiscoveredEndpoint is the traffic seen on one learned endpoint template,

@@ -102,3 +102,12 @@ func (s *Store) ListDiscovery(ctx context.Context, f store.DiscoveryFilter) ([]s
 	}
 	return out, nil
 }
+
+// PurgeDiscovery implements store.DiscoveryStore.
+func (s *Store) PurgeDiscovery(ctx context.Context, lastSeenBefore time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM discovery_endpoints WHERE last_seen < $1`, ts(lastSeenBefore))
+	if err != nil {
+		return 0, fmt.Errorf("postgres: purge discovery: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

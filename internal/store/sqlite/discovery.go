@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -113,4 +114,21 @@ func (s *Store) listDiscovery(ctx context.Context, f store.DiscoveryFilter) ([]s
 		}
 	}
 	return out, crows.Err()
+}
+
+// PurgeDiscovery implements store.DiscoveryStore.
+func (s *Store) PurgeDiscovery(ctx context.Context, lastSeenBefore time.Time) (int64, error) {
+	var n int64
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM discovery_endpoints WHERE last_seen < ?`, micros(lastSeenBefore))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: purge discovery: %w", err)
+	}
+	return n, nil
 }

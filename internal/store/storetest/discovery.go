@@ -17,6 +17,7 @@ func RunDiscovery(t *testing.T, open func(t *testing.T) store.Store) {
 		{"rejects bad entries atomically", testDiscoveryRejects},
 		{"concurrent upserts add up", testDiscoveryConcurrent},
 		{"canceled context", testDiscoveryCanceled},
+		{"purge", testDiscoveryPurge},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,5 +171,36 @@ func testDiscoveryCanceled(t *testing.T, s store.Store) {
 	}
 	if _, err := s.ListDiscovery(ctx, store.DiscoveryFilter{}); err == nil {
 		t.Error("ListDiscovery with a canceled context succeeded")
+	}
+}
+
+func testDiscoveryPurge(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	mustNoErr(t, s.UpsertDiscovery(ctx, []store.DiscoveredEndpoint{
+		disc("h", "GET", "/old", 1, at(0), at(time.Hour), store.DiscoveredCaller{Consumer: "c", Count: 1, LastSeen: at(0)}),
+		disc("h", "GET", "/edge", 1, at(0), at(2*time.Hour)),
+		disc("h", "GET", "/new", 1, at(0), at(3*time.Hour), store.DiscoveredCaller{Consumer: "c", Count: 1, LastSeen: at(0)}),
+	}), "UpsertDiscovery")
+	n, err := s.PurgeDiscovery(ctx, at(2*time.Hour))
+	mustNoErr(t, err, "PurgeDiscovery")
+	if n != 1 {
+		t.Errorf("purged %d, want 1 (strictly before)", n)
+	}
+	got, err := s.ListDiscovery(ctx, store.DiscoveryFilter{})
+	mustNoErr(t, err, "ListDiscovery")
+	if len(got) != 2 || got[0].Template != "/edge" || got[1].Template != "/new" || len(got[1].Callers) != 1 {
+		t.Errorf("after purge: %+v", got)
+	}
+	// The purged endpoint's callers went with it: upserting it again
+	// starts from zero.
+	mustNoErr(t, s.UpsertDiscovery(ctx, []store.DiscoveredEndpoint{
+		disc("h", "GET", "/old", 1, at(4*time.Hour), at(4*time.Hour), store.DiscoveredCaller{Consumer: "c", Count: 1, LastSeen: at(4 * time.Hour)}),
+	}), "UpsertDiscovery again")
+	got, err = s.ListDiscovery(ctx, store.DiscoveryFilter{Host: "h"})
+	mustNoErr(t, err, "ListDiscovery")
+	for _, e := range got {
+		if e.Template == "/old" && (e.Count != 1 || len(e.Callers) != 1 || e.Callers[0].Count != 1) {
+			t.Errorf("re-added endpoint kept old counts: %+v", e)
+		}
 	}
 }
