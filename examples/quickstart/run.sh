@@ -15,6 +15,12 @@ if [ ! -s data/pepper ]; then
   umask 077
   head -c 48 /dev/urandom | base64 | tr -d '\n' > data/pepper
 fi
+if [ ! -s data/data.key ]; then
+  # The data key for encryption at rest: 32 random bytes, base64
+  # (the same as: gatehouse keys gen-data-key --out data/data.key).
+  umask 077
+  head -c 32 /dev/urandom | base64 > data/data.key
+fi
 ../../bin/demo-upstream -addr 127.0.0.1:9000 &
 upstream=$!
 trap 'kill $upstream 2>/dev/null || true' EXIT INT TERM

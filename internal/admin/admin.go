@@ -13,7 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/detect"
 	"github.com/gatehouse/gatehouse/internal/gateway"
+	"github.com/gatehouse/gatehouse/internal/govern"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -43,6 +45,11 @@ type Options struct {
 	// Keys serves /v1/keys, /v1/consumers/{name}/revoke and
 	// /v1/partners/{name}/revoke; nil leaves them out.
 	Keys KeyService
+	// Deprecations lists who still calls deprecated API versions
+	// (GET /v1/deprecations); nil leaves the route out.
+	Deprecations func() []govern.Usage
+	// Alerts serves /v1/alerts (list, ack, revert); nil leaves them out.
+	Alerts *detect.Manager
 }
 
 // New builds the admin handler.
@@ -58,6 +65,14 @@ func New(o Options) *Server {
 	}
 	if o.Keys != nil {
 		s.routeKeys(o.Keys)
+	}
+	if o.Alerts != nil {
+		s.routeAlerts(o.Alerts)
+	}
+	if o.Deprecations != nil {
+		s.mux.Handle("GET /v1/deprecations", s.authorized(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]any{"callers": o.Deprecations()})
+		})))
 	}
 	s.mux.Handle("/", s.authorized(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteProblem(w, gateway.ProbNotFound, "No such admin endpoint.", "")

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,7 +33,7 @@ func newKeysCmd() *cobra.Command {
 	f := &keysFlags{}
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Issue, list, show, rotate and revoke API keys",
+		Short: "Issue, list, show, rotate and revoke API keys; create and rotate data keys",
 		Long: `Manage API keys in the store the config names. Consumers and partners are
 declared in the config; their keys live in the store, hashed with the server
 pepper (identity.pepper or identity.pepper_file). A key is printed once, when
@@ -39,21 +41,26 @@ it is issued or rotated, and never again.
 
 Revocations are written to the store's revocation list, which running gateways
 poll (identity.revocation_poll), so they take effect everywhere within about a
-second. Listing, showing and revoking do not need the pepper.`,
+second. Listing, showing and revoking do not need the pepper.
+
+gen-data-key and rotate-data-key manage the data key that seals sensitive
+store values at rest (store.encryption).`,
 		Example: `  gatehouse keys issue --consumer acme-billing --scopes orders:read --ttl 30d
   gatehouse keys list --partner acme
   gatehouse keys rotate 3fQk9ZtB1xW7pLmA --overlap 24h
   gatehouse keys revoke --partner acme --reason "incident 2026-117"`,
 	}
 	cmd.PersistentFlags().StringVarP(&f.cfgPath, "config", "c", "gatehouse.yaml", "config file or folder of *.yaml files")
-	cmd.AddCommand(newKeysIssueCmd(f), newKeysListCmd(f), newKeysShowCmd(f), newKeysRotateCmd(f), newKeysRevokeCmd(f))
+	cmd.AddCommand(newKeysIssueCmd(f), newKeysListCmd(f), newKeysShowCmd(f), newKeysRotateCmd(f), newKeysRevokeCmd(f),
+		newKeysGenDataKeyCmd(), newKeysRotateDataKeyCmd(f))
 	return cmd
 }
 
 func newKeysIssueCmd(f *keysFlags) *cobra.Command {
 	var consumer, scopes, ttl, createdBy, output string
+	var meta []string
 	cmd := &cobra.Command{
-		Use:   "issue --consumer NAME [--scopes a,b] [--ttl 30d]",
+		Use:   "issue --consumer NAME [--scopes a,b] [--ttl 30d] [--meta k=v]...",
 		Short: "Issue an API key for a consumer and print it once",
 		Long: `Issue a new API key for a consumer declared in the config. Its scopes must be a
 subset of the consumer's (default: all of them) and its lifetime at most
@@ -63,7 +70,8 @@ The key is written to stdout, alone on its line, so scripts can capture it;
 the details and a reminder that it cannot be shown again go to stderr.`,
 		Example: `  gatehouse keys issue --consumer acme-billing
   gatehouse keys issue -c /etc/gatehouse --consumer acme-billing --scopes orders:read --ttl 30d
-  KEY=$(gatehouse keys issue --consumer ci-smoke --ttl 1d --created-by pipeline-42)`,
+  KEY=$(gatehouse keys issue --consumer ci-smoke --ttl 1d --created-by pipeline-42)
+  gatehouse keys issue --consumer acme-billing --meta owner=jane@acme.example --meta ticket=SEC-42`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if consumer == "" {
@@ -76,9 +84,13 @@ the details and a reminder that it cannot be shown again go to stderr.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
+			md, err := parseMeta(meta)
+			if err != nil {
+				return err
+			}
 			return withKeys(cmd, f, true, func(ctx context.Context, k *keysEnv) error {
 				key, cred, err := k.svc.Issue(ctx, apikey.IssueRequest{Consumer: consumer, Scopes: splitList(scopes),
-					TTL: d, CreatedBy: actor(createdBy)})
+					TTL: d, CreatedBy: actor(createdBy), Metadata: md})
 				if err != nil {
 					return err
 				}
@@ -90,6 +102,7 @@ the details and a reminder that it cannot be shown again go to stderr.`,
 	cmd.Flags().StringVar(&scopes, "scopes", "", "comma-separated scopes, a subset of the consumer's (default: all of them)")
 	cmd.Flags().StringVar(&ttl, "ttl", "", "lifetime, e.g. 30d or 12h (default: identity.key_max_ttl)")
 	cmd.Flags().StringVar(&createdBy, "created-by", "", "who asked for the key, recorded with it (default: cli:$USER)")
+	cmd.Flags().StringArrayVar(&meta, "meta", nil, "metadata key=value kept with the key (repeatable; sealed at rest with store.encryption)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
@@ -407,6 +420,9 @@ func printView(w io.Writer, v apikey.CredentialView) {
 		used += " from " + v.LastUsedIP
 	}
 	line("last used", used)
+	for _, k := range slices.Sorted(maps.Keys(v.Metadata)) {
+		line("meta "+k, v.Metadata[k])
+	}
 	_ = tw.Flush()
 }
 

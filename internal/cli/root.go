@@ -61,6 +61,7 @@ Configuration is one YAML file (or a folder of them); see 'gatehouse config sche
 	root.AddCommand(newServeCmd(), newVersionCmd(), newConfigCmd())
 	root.AddCommand(newKeysCmd())
 	root.AddCommand(newDiscoverCmd())
+	root.AddCommand(newAPIsCmd(), newAuditCmd(), newIncidentCmd())
 	return root
 }
 

@@ -143,6 +143,14 @@ func TestLoadTable(t *testing.T) {
 		{"api upstream query", base + "apis:\n  - {name: a, version: v1, spec: " + spec + ", upstream: 'http://x/?a=1', route: {base_path: /a}}\n", nil, "/apis/0/upstream: upstream URL must not have a query"},
 		{"unknown nested key", base + "apis:\n  - {name: a, version: v1, spec: " + spec + ", upstream: 'http://x', route: {base_path: /a, strip: true}}\n", nil, "/apis/0/route/strip: unknown key"},
 		{"duration int seconds", base + "limits: {idle_timeout: 30}\n", nil, ""},
+		{"store encryption file", base + "store: {sqlite: a.db, encryption: {key_file: k}}\n", nil, ""},
+		{"store encryption env", base + "store: {postgres: 'postgres://x@h/db', encryption: {key_env: GATEHOUSE_DATA_KEY}}\n", nil, ""},
+		{"store encryption both", base + "store: {encryption: {key_file: k, key_env: K}}\n", nil, "/store/encryption: set encryption.key_file or encryption.key_env, not both"},
+		{"store encryption unknown key", base + "store: {encryption: {key: abc}}\n", nil, "/store/encryption/key: unknown key"},
+		{"redaction valid", base + "redaction: {detectors: [email, pan, iban, ssn], fields: [notes, 'a.*.b'], headers: [X-Partner-Secret]}\n", nil, ""},
+		{"redaction bad detector", base + "redaction: {detectors: [phone]}\n", nil, "/redaction/detectors/0: value must be one of"},
+		{"redaction bad path", base + "redaction: {fields: ['a..b']}\n", nil, "/redaction/fields/0:"},
+		{"redaction bad header", base + "redaction: {headers: ['X Bad']}\n", nil, "/redaction/headers/0:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

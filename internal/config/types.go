@@ -26,6 +26,9 @@ type Config struct {
 	Paths   PathPolicy `yaml:"paths"`
 	Store   Store      `yaml:"store"`
 	Redis   string     `yaml:"redis"`
+	// Redaction tunes what logs and audit records hide beyond the
+	// always-on rules (see internal/redact).
+	Redaction Redaction `yaml:"redaction"`
 	// IPDeny refuses clients in these CIDRs on every API.
 	IPDeny []string `yaml:"ip_deny"`
 
@@ -39,6 +42,9 @@ type Config struct {
 	APIs []API `yaml:"apis"`
 
 	Discovery Discovery `yaml:"discovery"`
+
+	Governance Governance `yaml:"governance"`
+	Detection  Detection  `yaml:"detection"`
 
 	// Files are the files this config was loaded from, in load order.
 	Files []string `yaml:"-"`
@@ -105,6 +111,36 @@ type PathPolicy struct {
 type Store struct {
 	SQLite   string `yaml:"sqlite"`
 	Postgres string `yaml:"postgres"`
+	// Encryption seals sensitive columns at rest (see internal/seal).
+	Encryption StoreEncryption `yaml:"encryption"`
+}
+
+// StoreEncryption names where the data key ring comes from: a file (mode
+// 0600) or an environment variable, holding base64 keys of 32 bytes, the
+// active key first, older keys after it until rotate-data-key has run.
+type StoreEncryption struct {
+	KeyFile string `yaml:"key_file"`
+	KeyEnv  string `yaml:"key_env"`
+}
+
+// Enabled reports whether a data key source is configured.
+func (e StoreEncryption) Enabled() bool { return e.KeyFile != "" || e.KeyEnv != "" }
+
+// Redaction configures the redaction engine beyond its always-on rules
+// (credential headers, secret-named parameters and fields, JWTs, API keys).
+type Redaction struct {
+	// Fields are JSON field paths: a bare name matches at any depth, a
+	// dotted path from the root, "*" any one name.
+	Fields []string `yaml:"fields"`
+	// Headers are extra header names whose values are always redacted.
+	Headers []string `yaml:"headers"`
+	// Detectors enables personal-data detectors: email, pan, iban, ssn.
+	Detectors []string `yaml:"detectors"`
+	// KeyFile holds the key (at least 32 bytes) of the hash suffixes in
+	// redaction marks, so they correlate across restarts and replicas.
+	// Without it the key derives from the store data key, or is random
+	// per process when there is none.
+	KeyFile string `yaml:"key_file"`
 }
 
 // API is one registered API version.
@@ -117,9 +153,14 @@ type API struct {
 	Sensitivity string   `yaml:"sensitivity"`
 	Lifecycle   string   `yaml:"lifecycle"`
 	Reviewed    Reviewed `yaml:"reviewed"`
-	Spec        string   `yaml:"spec"`
-	Upstream    string   `yaml:"upstream"`
-	Route       APIRoute `yaml:"route"`
+	// Registry metadata (see lifecycle.go).
+	UseCase     string      `yaml:"use_case"`
+	Criticality string      `yaml:"criticality"`
+	DataFlows   []DataFlow  `yaml:"data_flows"`
+	Deprecation Deprecation `yaml:"deprecation"`
+	Spec        string      `yaml:"spec"`
+	Upstream    string      `yaml:"upstream"`
+	Route       APIRoute    `yaml:"route"`
 
 	// Auth lists the ways a caller may authenticate, any one of which
 	// suffices: apikey, jwt:<issuer>, introspect:<name>, token (Gatehouse's
@@ -254,6 +295,10 @@ type Partner struct {
 	// MTLS: client certificates of this partner's consumers chain to
 	// ClientCA; Pins optionally restricts them to given SPKI SHA-256 hashes.
 	MTLS PartnerMTLS `yaml:"mtls"`
+	// SecurityContact and Contract are governance metadata: who hears of
+	// an incident, and what the partner agreed to.
+	SecurityContact SecurityContact `yaml:"security_contact"`
+	Contract        Contract        `yaml:"contract"`
 }
 
 // PartnerMTLS is a partner's client-certificate trust.

@@ -71,6 +71,8 @@ func applyDefaults(c *Config, rep *Reporter) {
 	} else {
 		c.Store.SQLite = resolvePath(rep.Src, "/store/sqlite", c.Store.SQLite)
 	}
+	c.Store.Encryption.KeyFile = resolvePath(rep.Src, "/store/encryption/key_file", c.Store.Encryption.KeyFile)
+	c.Redaction.KeyFile = resolvePath(rep.Src, "/redaction/key_file", c.Redaction.KeyFile)
 	applyIdentityDefaults(c, rep)
 	for i := range c.APIs {
 		a := &c.APIs[i]
@@ -167,6 +169,17 @@ func validate(c *Config, rep *Reporter) {
 			rep.Errorf("/store/postgres", "expected a URL like postgres://user@host:5432/db")
 		}
 	}
+	if c.Store.SQLite != "" && c.Store.Postgres != "" {
+		rep.Errorf("/store", "set store.sqlite or store.postgres, not both")
+	}
+	if c.Store.Encryption.KeyFile != "" && c.Store.Encryption.KeyEnv != "" {
+		rep.Errorf("/store/encryption", "set encryption.key_file or encryption.key_env, not both")
+	}
+	if !c.Store.Encryption.Enabled() {
+		// Allowed (a laptop trial should not need key management), but
+		// said out loud: production stores hold contact details and IPs.
+		rep.Warnf("/store", "store.encryption is not set: credential metadata, last-use IPs and revocation reasons are stored in plaintext; create a key with gatehouse keys gen-data-key")
+	}
 	if c.Redis != "" {
 		u, err := url.Parse(c.Redis)
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
@@ -177,6 +190,7 @@ func validate(c *Config, rep *Reporter) {
 	seen := map[string]int{}
 	for i := range c.APIs {
 		validateAPI(rep, i, &c.APIs[i], seen)
+		validateLifecycle(rep, c, i, time.Now())
 	}
 	validateIdentity(c, rep)
 }
@@ -218,7 +232,7 @@ func validateAPI(rep *Reporter, i int, a *API, seen map[string]int) {
 			rep.Errorf(ptr+"/reviewed/on", "not a date (YYYY-MM-DD)")
 		}
 	}
-	if a.Owner.Team == "" {
+	if a.Owner.Team == "" && !(a.Lifecycle == "active" && (a.Exposure == "public" || a.Exposure == "partner")) {
 		rep.Warnf(ptr+"/owner", "API %s %s has no owner team: every API needs someone who answers for it", a.Name, a.Version)
 	}
 }

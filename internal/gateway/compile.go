@@ -69,7 +69,8 @@ type upstream struct {
 	ipAllow, ipDeny []netip.Prefix
 	maxInFlight     int64
 	inFlight        atomic.Int64
-	prefix          string // the upstream URL's own path, put before the forwarded path
+	prefix          string     // the upstream URL's own path, put before the forwarded path
+	lifecycle       *lifecycle // deprecation notice, nil for versions with none
 	proxy           *httputil.ReverseProxy
 }
 
@@ -147,6 +148,7 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 		up := g.newUpstream(rt, ac, target)
 		up.ipAllow, up.ipDeny = config.ParsePrefixes(ac.IPAllow), config.ParsePrefixes(ac.IPDeny)
 		up.maxInFlight = int64(ac.MaxInFlight)
+		up.lifecycle = newLifecycle(cfg, ac)
 		auth := apiAuthFor(ac, rt.identity)
 		ids := make([]string, len(spec.Operations))
 		for j, o := range spec.Operations {

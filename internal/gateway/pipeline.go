@@ -16,6 +16,8 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/authn"
 	"github.com/gatehouse/gatehouse/internal/authz"
+	"github.com/gatehouse/gatehouse/internal/detect"
+	"github.com/gatehouse/gatehouse/internal/govern"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/route"
@@ -28,6 +30,10 @@ type Gateway struct {
 	log     *slog.Logger
 
 	id *Identity
+	// deprecations counts who still calls deprecated versions (across reloads).
+	deprecations *govern.Tracker
+	// detector receives every finished request (nil: detection off).
+	detector atomic.Pointer[detect.Engine]
 
 	mu         sync.Mutex
 	transports map[transportKey]*http.Transport
@@ -44,6 +50,7 @@ func New(m *metrics.Metrics, log *slog.Logger) *Gateway {
 		transports: map[transportKey]*http.Transport{},
 		series:     map[string]*metrics.OperationSeries{},
 	}
+	g.deprecations = govern.NewTracker(m.Registry, log, govern.TrackerOptions{})
 	g.SetIdentity(IdentityDeps{})
 	return g
 }
@@ -53,8 +60,15 @@ func New(m *metrics.Metrics, log *slog.Logger) *Gateway {
 func (g *Gateway) Swap(rt *Runtime) *Runtime {
 	old := g.runtime.Swap(rt)
 	g.commitIdentity(rt.Config, rt.identity)
+	g.deprecations.SetAlertWindow(rt.Config.Governance.SunsetAlert.D())
 	return old
 }
+
+// SetDetector hands every finished request to en (nil stops it).
+func (g *Gateway) SetDetector(en *detect.Engine) { g.detector.Store(en) }
+
+// Deprecations is the tracker of calls to deprecated API versions.
+func (g *Gateway) Deprecations() *govern.Tracker { return g.deprecations }
 
 // Runtime returns the Runtime currently serving.
 func (g *Gateway) Runtime() *Runtime { return g.runtime.Load() }
@@ -91,11 +105,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := callPool.Get().(*call)
 	*c = call{}
 	sw := statusWriterPool.Get().(*statusWriter)
-	sw.ResponseWriter, sw.status, sw.wrote, sw.call = w, 0, false, c
+	sw.ResponseWriter, sw.status, sw.wrote, sw.bytes, sw.call = w, 0, false, 0, c
 	g.metrics.InFlight.Inc()
 	var op *Operation
 	defer func() {
 		g.metrics.InFlight.Dec()
+		if g.log.Enabled(context.Background(), slog.LevelDebug) {
+			// The raw URI and headers go to the logger as they came: the
+			// server's logger redacts credentials and personal data.
+			g.log.Debug("request", "request_id", c.requestID, "method", r.Method, "uri", r.RequestURI, "headers", r.Header)
+		}
 		g.record(c, op, sw, start)
 		sw.ResponseWriter, sw.call = nil, nil
 		statusWriterPool.Put(sw)
@@ -172,13 +191,28 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op = res.Handler.(*Operation)
 	c.api, c.operation = op.API.Config.Name, op.ID
 	up := op.upstream
+	if lc := up.lifecycle; lc != nil {
+		// A deprecated version says so on every answer; past its sunset
+		// it is gone for everyone, authenticated or not.
+		lc.announce(sw.Header())
+		if lc.gone(start) {
+			g.deny(sw, c, ProbGone, "route", "sunset", lc.goneDetail)
+			return
+		}
+	}
 
 	// 3. waf: network allow and deny lists (the WAF proper comes later).
 	var clientAddr netip.Addr
-	if len(rt.ipDeny) > 0 || len(up.ipAllow) > 0 || len(up.ipDeny) > 0 || len(rt.partnerNets) > 0 {
+	revs := rt.identity.revocations
+	if len(rt.ipDeny) > 0 || len(up.ipAllow) > 0 || len(up.ipDeny) > 0 || len(rt.partnerNets) > 0 || revs.Blocking() {
 		clientAddr, _ = netip.ParseAddr(c.clientIP)
 		if inAny(rt.ipDeny, clientAddr) || inAny(up.ipDeny, clientAddr) {
 			g.deny(sw, c, ProbForbidden, "waf", "ip_denied", "Requests from this address are not accepted.")
+			return
+		}
+		if revs.BlockedIP(clientAddr) {
+			// Blocked by an incident, cluster-wide (gatehouse incident open --block-ips).
+			g.deny(sw, c, ProbForbidden, "waf", "ip_blocked", "Requests from this address are not accepted.")
 			return
 		}
 		if len(up.ipAllow) > 0 && !inAny(up.ipAllow, clientAddr) {
@@ -246,6 +280,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.forbidden(sw, c, op, p, d)
 		return
 	}
+	if lc := up.lifecycle; lc != nil && p != nil {
+		g.deprecations.Observe(govern.Caller{API: c.api, Version: lc.version, Consumer: p.Consumer, Partner: p.Partner}, lc.sunset, start)
+	}
 
 	// 7. limit: backend protection (rate limits and quotas come later).
 	if up.maxInFlight > 0 {
@@ -290,6 +327,9 @@ func (g *Gateway) record(c *call, op *Operation, sw *statusWriter, start time.Ti
 	}
 	if o := g.observer.Load(); o != nil {
 		g.observe(o, c, status, start)
+	}
+	if en := g.detector.Load(); en != nil {
+		en.Observe(detectEvent(c, op, status, sw.bytes, start))
 	}
 	if c.denyStage != "" {
 		g.metrics.Denials.WithLabelValues(c.denyStage, c.denyReason).Inc()
@@ -417,6 +457,7 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	bytes  int64 // body bytes written
 	call   *call // the request's state, for the proxy's error handler
 }
 
@@ -433,7 +474,9 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	if !s.wrote {
 		s.status, s.wrote = http.StatusOK, true
 	}
-	return s.ResponseWriter.Write(b)
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
 }
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
@@ -467,4 +510,21 @@ func (g *Gateway) countAbort(c *call, op *Operation) {
 		}
 		panic(rec)
 	}
+}
+
+// detectEvent is the request as the anomaly detectors see it.
+func detectEvent(c *call, op *Operation, status int, bytesOut int64, start time.Time) detect.Event {
+	e := detect.Event{Time: start, Status: status, Stage: c.denyStage, Reason: c.denyReason, BytesOut: bytesOut}
+	e.ClientIP, _ = netip.ParseAddr(c.clientIP)
+	if p := c.principal; p != nil {
+		e.Consumer, e.Partner, e.Credential = p.Consumer, p.Partner, p.CredentialID
+	}
+	if op != nil {
+		e.API, e.Version, e.Operation = op.API.Config.Name, op.API.Config.Version, op.ID
+		e.Deprecated = op.API.Config.Lifecycle == "deprecated"
+		if n := c.params.Len(); n > 0 {
+			_, e.ObjectID = c.params.At(n - 1)
+		}
+	}
+	return e
 }

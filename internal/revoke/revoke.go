@@ -44,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,10 +111,11 @@ const (
 	kToken
 	kConsumer
 	kPartner
+	kNetwork
 	numKinds
 )
 
-var kindNames = [numKinds]string{store.RevokeCredential, store.RevokeToken, store.RevokeConsumer, store.RevokePartner}
+var kindNames = [numKinds]string{store.RevokeCredential, store.RevokeToken, store.RevokeConsumer, store.RevokePartner, store.RevokeNetwork}
 
 func kindIndex(kind string) (int, bool) {
 	for i, k := range kindNames {
@@ -151,6 +153,15 @@ type List struct {
 
 	kick    chan struct{}
 	running atomic.Bool
+
+	// nets is the parsed form of byKind[kNetwork], rebuilt on change, so
+	// BlockedIP reads it without the lock.
+	nets atomic.Pointer[[]blockedNet]
+}
+
+type blockedNet struct {
+	prefix netip.Prefix
+	exp    int64 // Unix nanoseconds, 0: never
 }
 
 // New returns an empty List over st. Call Sync (or Run) before serving.
@@ -197,7 +208,7 @@ func (l *List) Revoked(p *authn.Principal) (bool, string) {
 	if p == nil || l.count.Load() == 0 {
 		return false, ""
 	}
-	subjects := [numKinds]string{p.CredentialID, p.TokenID, p.Consumer, p.Partner}
+	subjects := [numKinds]string{p.CredentialID, p.TokenID, p.Consumer, p.Partner, ""}
 	var now int64
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -248,8 +259,14 @@ func (l *List) LastSync() time.Time {
 func (l *List) Revoke(ctx context.Context, r store.Revocation) error {
 	idx, ok := kindIndex(r.Kind)
 	if !ok {
-		return fmt.Errorf("revoke: unknown kind %q (want %s, %s, %s or %s)", r.Kind,
-			store.RevokeCredential, store.RevokeToken, store.RevokeConsumer, store.RevokePartner)
+		return fmt.Errorf("revoke: unknown kind %q (want %s, %s, %s, %s or %s)", r.Kind,
+			store.RevokeCredential, store.RevokeToken, store.RevokeConsumer, store.RevokePartner, store.RevokeNetwork)
+	}
+	if idx == kNetwork {
+		p, err := netip.ParsePrefix(r.Subject)
+		if err != nil || p != p.Masked() {
+			return fmt.Errorf("revoke: network %q is not a canonical CIDR like 203.0.113.0/24", r.Subject)
+		}
 	}
 	if r.Subject == "" {
 		return errors.New("revoke: empty subject")
@@ -297,6 +314,9 @@ func (l *List) apply(idx int, subject string, expiresAt time.Time) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if idx == kNetwork {
+		defer l.rebuildNets()
+	}
 	m := l.byKind[idx]
 	old, exists := m[subject]
 	if exists && (old == 0 || (exp != 0 && exp <= old)) {
@@ -309,6 +329,92 @@ func (l *List) apply(idx int, subject string, expiresAt time.Time) {
 	if exp != 0 {
 		heap.Push(&l.expiring, expiryItem{exp: exp, kind: uint8(idx), subject: subject})
 	}
+}
+
+// end removes an entry the store says is over: lifted (or expired). Only
+// entries read from the store end early; the store is the source of truth.
+func (l *List) end(idx int, subject string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.byKind[idx][subject]; ok {
+		delete(l.byKind[idx], subject)
+		l.count.Add(-1)
+		if idx == kNetwork {
+			l.rebuildNets()
+		}
+	}
+}
+
+// rebuildNets republishes the blocked networks. Called with l.mu held.
+func (l *List) rebuildNets() {
+	nets := make([]blockedNet, 0, len(l.byKind[kNetwork]))
+	for s, exp := range l.byKind[kNetwork] {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			nets = append(nets, blockedNet{prefix: p, exp: exp})
+		}
+	}
+	l.nets.Store(&nets)
+}
+
+// Blocking reports whether any network is blocked, so callers can skip
+// parsing the client address when none is.
+func (l *List) Blocking() bool {
+	if l == nil {
+		return false
+	}
+	nets := l.nets.Load()
+	return nets != nil && len(*nets) > 0
+}
+
+// BlockedIP reports whether addr is in a blocked network in force. It does
+// no I/O, takes no lock and does not allocate.
+func (l *List) BlockedIP(addr netip.Addr) bool {
+	if l == nil {
+		return false
+	}
+	nets := l.nets.Load()
+	if nets == nil || len(*nets) == 0 || !addr.IsValid() {
+		return false
+	}
+	addr = addr.Unmap()
+	var now int64
+	for _, n := range *nets {
+		if !n.prefix.Contains(addr) {
+			continue
+		}
+		if n.exp != 0 {
+			if now == 0 {
+				now = l.now().UnixNano()
+			}
+			if now > n.exp {
+				continue
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// Lift ends a revocation early: the explicit re-enable after an incident.
+// Like Revoke it writes the store first, applies locally, then notifies.
+func (l *List) Lift(ctx context.Context, kind, subject, by, reason string) error {
+	idx, ok := kindIndex(kind)
+	if !ok {
+		return fmt.Errorf("revoke: unknown kind %q", kind)
+	}
+	if err := l.store.LiftRevocation(ctx, kind, subject, l.now(), by, reason); err != nil {
+		return fmt.Errorf("lift %s %s: %w", kind, subject, err)
+	}
+	l.end(idx, subject)
+	if l.notifier != nil {
+		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+		err := l.notifier.Notify(nctx)
+		cancel()
+		if err != nil {
+			l.log.Warn("lift notice not sent; other replicas will see it at their next store poll", "kind", kind, "err", err)
+		}
+	}
+	return nil
 }
 
 // expiryNanos maps an expiry to Unix nanoseconds, 0 meaning never. Times
@@ -336,8 +442,15 @@ func (l *List) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("revoke: read revocations since seq %d: %w", l.lastSeq, err)
 	}
+	now := l.now().UnixNano()
 	for _, r := range revs {
 		if idx, ok := kindIndex(r.Kind); ok {
+			if exp := expiryNanos(r.ExpiresAt); exp != 0 && exp < now {
+				// Over: lifted by an operator (or expired). The row is the
+				// entry's current state, so drop what we hold.
+				l.end(idx, r.Subject)
+				continue
+			}
 			l.apply(idx, r.Subject, r.ExpiresAt)
 		} else {
 			// Written by a newer version; refusing to start over it would
@@ -386,6 +499,9 @@ func (l *List) pruneBatch(now int64, batch int) (pruned int, more bool) {
 			delete(m, it.subject)
 			l.count.Add(-1)
 			pruned++
+			if it.kind == kNetwork {
+				l.rebuildNets()
+			}
 		}
 	}
 	return pruned, true

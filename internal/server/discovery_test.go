@@ -24,6 +24,7 @@ func TestDiscoveryEndToEnd(t *testing.T) {
 	up := newEchoUpstream(t, "orders")
 	billing := billingAPI(up.URL())
 	billing.Lifecycle = "deprecated"
+	billing.APIExtra = "    deprecation: {on: 2026-01-01}\n"
 	g := startGateway(t, gwConfig{
 		APIs:  []apiConfig{ordersAPI(up.URL()), billing},
 		Extra: "discovery: {flush_interval: 100ms, merge_after: 10}\n",
@@ -74,7 +75,7 @@ func TestDiscoveryEndToEnd(t *testing.T) {
 
 	// The report, through the CLI, against the store the gateway writes.
 	t.Setenv("GH_TEST_ADMIN_TOKEN", adminToken) // the CLI reads the config with the process environment
-	out := runCLI(t, "discover", "report", "--json", "-c", g.cfgPath)
+	out := discoverCLI(t, "discover", "report", "--json", "-c", g.cfgPath)
 	var rep discover.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("report is not JSON: %v\n%s", err, out)
@@ -114,7 +115,7 @@ func TestDiscoveryEndToEnd(t *testing.T) {
 			t.Errorf("%s was called but reported as orphan", id)
 		}
 	}
-	text := runCLI(t, "discover", "report", "-c", g.cfgPath)
+	text := discoverCLI(t, "discover", "report", "-c", g.cfgPath)
 	t.Log("\n" + text)
 	for _, want := range []string{"Shadow endpoints (4)", "Zombie endpoints (1)", "billing", "/orders/v1/admin/debug", "Drift (0)"} {
 		if !strings.Contains(text, want) {
@@ -125,7 +126,7 @@ func TestDiscoveryEndToEnd(t *testing.T) {
 	// The learned document loads as a Gatehouse spec, and its paths are
 	// what was observed.
 	file := filepath.Join(t.TempDir(), "learned.yaml")
-	runCLI(t, "discover", "openapi", "--host", "127.0.0.1", "-o", file, "-c", g.cfgPath)
+	discoverCLI(t, "discover", "openapi", "--host", "127.0.0.1", "-o", file, "-c", g.cfgPath)
 	doc, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +181,7 @@ func TestDiscoveryDisabled(t *testing.T) {
 	}
 }
 
-func runCLI(t *testing.T, args ...string) string {
+func discoverCLI(t *testing.T, args ...string) string {
 	t.Helper()
 	var o, e bytes.Buffer
 	root := cli.NewRoot(&o, &e)

@@ -19,12 +19,13 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/detect"
 	"github.com/gatehouse/gatehouse/internal/gateway"
 	"github.com/gatehouse/gatehouse/internal/metrics"
+	"github.com/gatehouse/gatehouse/internal/redact"
 	"github.com/gatehouse/gatehouse/internal/revoke"
+	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/store"
-	"github.com/gatehouse/gatehouse/internal/store/postgres"
-	"github.com/gatehouse/gatehouse/internal/store/sqlite"
 )
 
 // Options configure a server.
@@ -48,6 +49,10 @@ type Server struct {
 	admin   *admin.Server
 	store   store.Store
 	ready   atomic.Bool
+	// redaction filters every record s.log writes; keys is the store's
+	// data key ring (nil when encryption is off).
+	redaction *redact.Handler
+	keys      *seal.KeyRing
 
 	reloadMu sync.Mutex
 	startCfg *config.Config
@@ -59,6 +64,7 @@ type Server struct {
 	revocations            *revoke.List
 	notifier               *revoke.RedisNotifier
 	discovery              *discoveryRun
+	alerts                 *detect.Manager
 	ctx                    context.Context
 	cancel                 context.CancelFunc
 	done                   chan struct{}
@@ -71,7 +77,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Server{opts: o, log: o.Logger, done: make(chan struct{}), errc: make(chan error, 3)}
+	s := &Server{opts: o, done: make(chan struct{}), errc: make(chan error, 3)}
+	// Everything the server and the gateway log passes through redaction,
+	// from the first line on (with the always-on rules until the config
+	// names more).
+	s.log, s.redaction = redactingLogger(o.Logger)
 	s.metrics = metrics.New(o.Version)
 	s.gw = gateway.New(s.metrics, s.log)
 
@@ -87,10 +97,21 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	s.store, err = OpenStore(sctx, cfg.Store)
+	opened, err := OpenSealedStore(sctx, cfg.Store)
 	if err != nil {
 		return nil, err
 	}
+	s.store, s.keys = opened.Store, opened.Keys
+	if opened.Plaintext > 0 {
+		s.log.Warn("store holds sensitive values written before encryption was enabled; run gatehouse keys rotate-data-key to seal them",
+			"values", opened.Plaintext)
+	}
+	red, err := newRedactor(cfg, s.keys)
+	if err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	s.redaction.SetRedactor(red)
 	// The server's own lifetime: background work (JWKS refresh, revocation
 	// sync) stops on Close, not when the caller's start context ends.
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -100,6 +121,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.gw.SetIdentity(gateway.IdentityDeps{Ctx: s.ctx, Store: s.store, Revocations: s.revocations})
+	s.startDetection(cfg)
 	rt, err := s.gw.Compile(loaded)
 	if err != nil {
 		s.cancel()
@@ -109,7 +131,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.startCfg = cfg
 
 	s.admin = admin.New(admin.Options{Metrics: s.metrics, Store: s.store, Ready: s.ready.Load, Reload: s.Reload,
-		Revoke: s.revocations.Revoke,
+		Revoke:       s.revocations.Revoke,
+		Deprecations: s.gw.Deprecations().Usage,
+		Alerts:       s.alerts,
 		// The key service is rebuilt when the pepper changes: look it up per call.
 		Keys: admin.DynamicKeys(func() admin.KeyService {
 			if k := s.gw.Keys(); k != nil {
@@ -143,12 +167,16 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	return s, nil
 }
 
+// RedisPrefix namespaces Gatehouse's Redis keys and channels; every
+// replica and the CLI use it.
+const RedisPrefix = "gatehouse:"
+
 // startRevocations loads the revocation list and keeps it in sync with the
 // store (and with other replicas through Redis, when configured).
 func (s *Server) startRevocations(ctx context.Context, cfg *config.Config) error {
 	o := revoke.Options{Poll: cfg.Identity.RevocationPoll.D(), Logger: s.log}
 	if cfg.Redis != "" {
-		n, err := revoke.NewRedisNotifier(cfg.Redis, "gatehouse:", s.log)
+		n, err := revoke.NewRedisNotifier(cfg.Redis, RedisPrefix, s.log)
 		if err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
@@ -170,18 +198,8 @@ func (s *Server) startRevocations(ctx context.Context, cfg *config.Config) error
 // OpenStore opens the store a config names (SQLite by default, PostgreSQL
 // when configured); the CLI uses it too, so both open stores the same way.
 func OpenStore(ctx context.Context, c config.Store) (store.Store, error) {
-	if c.Postgres != "" {
-		st, err := postgres.Open(ctx, c.Postgres)
-		if err != nil {
-			return nil, fmt.Errorf("open PostgreSQL store: %w", err)
-		}
-		return st, nil
-	}
-	st, err := sqlite.Open(ctx, c.SQLite)
-	if err != nil {
-		return nil, fmt.Errorf("open SQLite store %s: %w", c.SQLite, err)
-	}
-	return st, nil
+	o, err := OpenSealedStore(ctx, c)
+	return o.Store, err
 }
 
 func adminToken(a config.Admin) (string, error) {
@@ -277,6 +295,11 @@ func (s *Server) Reload(ctx context.Context) error {
 	}
 	for _, w := range restartOnlyChanges(s.startCfg, rt.Config) {
 		s.log.Warn("config change needs a restart to take effect", "setting", w)
+	}
+	if r, err := newRedactor(rt.Config, s.keys); err == nil {
+		s.redaction.SetRedactor(r)
+	} else {
+		s.log.Error("redaction settings not reloaded", "error", err.Error())
 	}
 	if tok, err := adminToken(rt.Config.Admin); err == nil {
 		s.admin.SetToken(tok)

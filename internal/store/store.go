@@ -31,6 +31,9 @@ type Store interface {
 	CredentialStore
 	RevocationStore
 	DiscoveryStore
+	FindingStore
+	IncidentStore
+	AlertStore
 }
 
 // RegistryStore keeps the API inventory as it was last loaded from config.
@@ -112,6 +115,10 @@ type Credential struct {
 	RevokedWhy string
 	LastUsedAt time.Time
 	LastUsedIP string
+	// Metadata is free-form and may be personal (owner contact details):
+	// like CreatedBy, RevokedWhy and LastUsedIP it is sealed at rest when
+	// a data key is configured (see sealed.go).
+	Metadata map[string]string
 }
 
 // CredentialFilter narrows ListCredentials. Empty fields match everything.
@@ -140,6 +147,12 @@ type RevocationStore interface {
 	// PurgeExpiredRevocations deletes entries whose ExpiresAt is before now and
 	// returns how many were deleted.
 	PurgeExpiredRevocations(ctx context.Context, now time.Time) (int64, error)
+	// LiftRevocation ends the entry (kind, subject) at at (normally now):
+	// its ExpiresAt becomes at, Reason and CreatedBy record who lifted it
+	// and why, and it gets a new Seq so polling replicas see the change.
+	// This is the one way an entry is shortened: an explicit re-enable
+	// after an incident. ErrNotFound when there is no such entry.
+	LiftRevocation(ctx context.Context, kind, subject string, at time.Time, by, reason string) error
 }
 
 // Revocation kinds.
@@ -148,6 +161,8 @@ const (
 	RevokeToken      = "jti"
 	RevokeConsumer   = "consumer"
 	RevokePartner    = "partner"
+	// RevokeNetwork blocks client addresses: the subject is a CIDR.
+	RevokeNetwork = "network"
 )
 
 // Revocation is one entry of the revocation list.
@@ -159,4 +174,102 @@ type Revocation struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time // zero: never expires
 	CreatedBy string
+}
+
+// FindingStore keeps governance findings (gatehouse audit) across runs, so
+// trends are visible: when a problem first appeared, when it was last seen
+// and when it was resolved.
+type FindingStore interface {
+	// SyncFindings records one audit run at now. Findings in fs are opened
+	// (FirstSeen = LastSeen = now) or refreshed (LastSeen, Severity, Title,
+	// Evidence and Fix updated; a resolved one reopens with ResolvedAt
+	// cleared and its FirstSeen kept). Open findings absent from fs are
+	// resolved at now. (Rule, Subject) identifies a finding; duplicates in
+	// fs count once.
+	SyncFindings(ctx context.Context, now time.Time, fs []Finding) (opened, resolved int, err error)
+	// ListFindings returns findings ordered by Rule then Subject; resolved
+	// ones only when includeResolved.
+	ListFindings(ctx context.Context, includeResolved bool) ([]Finding, error)
+}
+
+// Finding is one governance problem about one subject.
+type Finding struct {
+	Rule       string // stable rule ID, e.g. GH-CRED-UNUSED
+	Subject    string // what it is about, e.g. credential:3fQk9ZtB1xW7pLmA
+	Severity   string // low | medium | high | critical
+	Title      string
+	Evidence   string
+	Fix        string
+	FirstSeen  time.Time
+	LastSeen   time.Time
+	ResolvedAt time.Time // zero: open
+}
+
+// IncidentStore keeps security incidents and their timelines.
+type IncidentStore interface {
+	// CreateIncident stores inc (ID must be new: ErrConflict otherwise)
+	// with its initial events.
+	CreateIncident(ctx context.Context, inc Incident) error
+	// AddIncidentEvent appends to an incident's timeline (ErrNotFound if
+	// there is no such incident).
+	AddIncidentEvent(ctx context.Context, id string, ev IncidentEvent) error
+	// CloseIncident marks it closed at at by by, adding a "closed" event
+	// with note. Closing a closed incident is ErrConflict.
+	CloseIncident(ctx context.Context, id string, at time.Time, by, note string) error
+	// GetIncident returns one incident with its timeline in order.
+	GetIncident(ctx context.Context, id string) (Incident, error)
+	// ListIncidents returns incidents newest first, without timelines;
+	// only open ones unless all.
+	ListIncidents(ctx context.Context, all bool) ([]Incident, error)
+}
+
+// Incident is a security incident against one scope.
+type Incident struct {
+	ID       string
+	Scope    string // partner | consumer | credential
+	Subject  string
+	Reason   string
+	OpenedAt time.Time
+	OpenedBy string
+	ClosedAt time.Time // zero: open
+	Events   []IncidentEvent
+}
+
+// IncidentEvent is one line of an incident's timeline.
+type IncidentEvent struct {
+	At     time.Time
+	Actor  string
+	Action string // opened, revoked, blocked, notified, note, lifted, closed, ...
+	Detail string
+}
+
+// AlertStore keeps anomaly alerts so they can be listed and acknowledged.
+type AlertStore interface {
+	// SaveAlert inserts a or replaces the alert with its ID.
+	SaveAlert(ctx context.Context, a Alert) error
+	// GetAlert returns one alert (ErrNotFound if none).
+	GetAlert(ctx context.Context, id string) (Alert, error)
+	// ListAlerts returns alerts, most recent LastAt first, at most limit
+	// (0: 1000); acknowledged ones only when all.
+	ListAlerts(ctx context.Context, all bool, limit int) ([]Alert, error)
+	// AckAlert acknowledges an alert (ErrNotFound if none; acknowledging
+	// twice keeps the first acknowledgement).
+	AckAlert(ctx context.Context, id, by string, at time.Time) error
+}
+
+// Alert is a deduplicated anomaly: one detector about one subject.
+type Alert struct {
+	ID         string
+	Detector   string
+	Severity   string
+	Subject    string
+	Summary    string
+	Evidence   string // JSON object
+	Count      int64  // findings folded into this alert
+	FirstAt    time.Time
+	LastAt     time.Time
+	AckedAt    time.Time // zero: not acknowledged
+	AckedBy    string
+	Response   string    // the automatic response taken, if any
+	RevertedAt time.Time // when that response was undone
 }

@@ -183,6 +183,9 @@ type IssueRequest struct {
 	// that maximum.
 	TTL       time.Duration
 	CreatedBy string
+	// Metadata is free-form (owner contact details...); the store seals
+	// it at rest when a data key is configured. Rotation carries it over.
+	Metadata map[string]string
 }
 
 // Issue creates a key for a configured consumer. The plaintext is returned
@@ -214,7 +217,7 @@ func (s *Service) Issue(ctx context.Context, req IssueRequest) (string, store.Cr
 		return "", store.Credential{}, fmt.Errorf("%w: ttl %s exceeds identity.key_max_ttl (%s); issue a shorter-lived key and rotate it",
 			ErrTTL, FormatDuration(ttl), FormatDuration(pol.maxTTL))
 	}
-	return s.create(ctx, c, scopes, ttl, req.CreatedBy)
+	return s.create(ctx, c, scopes, ttl, req.CreatedBy, req.Metadata)
 }
 
 // checkScopes returns want de-duplicated and sorted, or ErrScope when the
@@ -233,7 +236,7 @@ func (c *consumerInfo) checkScopes(want []string) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
-func (s *Service) create(ctx context.Context, c *consumerInfo, scopes []string, ttl time.Duration, by string) (string, store.Credential, error) {
+func (s *Service) create(ctx context.Context, c *consumerInfo, scopes []string, ttl time.Duration, by string, meta map[string]string) (string, store.Credential, error) {
 	now := store.NormalizeTime(s.now())
 	for attempt := 0; ; attempt++ {
 		key, id, err := generate(s.rand)
@@ -242,7 +245,7 @@ func (s *Service) create(ctx context.Context, c *consumerInfo, scopes []string, 
 		}
 		cred := store.Credential{ID: id, Kind: authn.KindAPIKey, Consumer: c.name, Partner: c.partner,
 			Hash: s.hasher.hash(key), Scopes: scopes, CreatedAt: now, CreatedBy: by,
-			ExpiresAt: store.NormalizeTime(now.Add(ttl))}
+			ExpiresAt: store.NormalizeTime(now.Add(ttl)), Metadata: meta}
 		err = s.st.CreateCredential(ctx, cred)
 		if errors.Is(err, store.ErrConflict) && attempt < 3 {
 			continue // a 95-bit ID collision: astronomically rare, but cheap to survive
@@ -305,7 +308,7 @@ func (s *Service) Rotate(ctx context.Context, oldID string, overlap time.Duratio
 	if rotatedBy == "" {
 		rotatedBy = old.CreatedBy
 	}
-	key, cred, err := s.create(ctx, c, scopes, ttl, rotatedBy)
+	key, cred, err := s.create(ctx, c, scopes, ttl, rotatedBy, old.Metadata)
 	if err != nil {
 		return "", store.Credential{}, err
 	}
@@ -527,6 +530,8 @@ type CredentialView struct {
 	RevokedReason string     `json:"revoked_reason,omitempty"`
 	LastUsedAt    *time.Time `json:"last_used_at,omitempty"`
 	LastUsedIP    string     `json:"last_used_ip,omitempty"`
+	// Metadata is shown to operators only (never logged, sealed at rest).
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // View returns c as shown to operators at now.
@@ -543,7 +548,8 @@ func View(c store.Credential, now time.Time) CredentialView {
 	}
 	return CredentialView{ID: c.ID, Kind: c.Kind, Consumer: c.Consumer, Partner: c.Partner, Scopes: scopes,
 		Status: Status(c, now), CreatedAt: c.CreatedAt, CreatedBy: c.CreatedBy, ExpiresAt: opt(c.ExpiresAt),
-		RevokedAt: opt(c.RevokedAt), RevokedReason: c.RevokedWhy, LastUsedAt: opt(c.LastUsedAt), LastUsedIP: c.LastUsedIP}
+		RevokedAt: opt(c.RevokedAt), RevokedReason: c.RevokedWhy, LastUsedAt: opt(c.LastUsedAt), LastUsedIP: c.LastUsedIP,
+		Metadata: c.Metadata}
 }
 
 // ParseDuration reads a TTL or overlap: a Go duration ("36h", "90m"), a

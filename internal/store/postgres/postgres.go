@@ -29,6 +29,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -50,6 +51,9 @@ const (
 // Store is a store.Store backed by a PostgreSQL database (and schema).
 type Store struct {
 	pool *pgxpool.Pool
+	// keys seals the sensitive columns (store.CredentialSealedColumns,
+	// store.RevocationSealedColumns); nil stores them as given.
+	keys *seal.KeyRing
 }
 
 var _ store.Store = (*Store)(nil)
@@ -60,6 +64,13 @@ type Option func(*options)
 type options struct {
 	schema           string
 	statementTimeout time.Duration
+	keys             *seal.KeyRing
+}
+
+// WithKeyRing seals sensitive columns under k's active key and opens them
+// with any key of k. Without it, a sealed value read back is an error.
+func WithKeyRing(k *seal.KeyRing) Option {
+	return func(o *options) { o.keys = k }
 }
 
 // WithSchema makes the store create the schema name if it does not exist and
@@ -118,7 +129,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, keys: o.keys}
 	if err := s.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open: %w", err)
@@ -355,14 +366,18 @@ func (s *Store) CreateCredential(ctx context.Context, c store.Credential) error 
 	if hash == nil {
 		hash = []byte{}
 	}
+	sc, err := store.SealCredential(s.keys, c)
+	if err != nil {
+		return fmt.Errorf("postgres: create credential: %w", err)
+	}
 	// ON CONFLICT DO NOTHING rather than matching SQLSTATE 23505: zero rows
 	// affected is the conflict, and the transaction is not aborted by it.
 	tag, err := s.pool.Exec(ctx, `INSERT INTO credentials (
 		id, kind, consumer, partner, hash, scopes, created_at, created_by,
-		expires_at, revoked_at, revoked_why, last_used_at, last_used_ip
-	) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING`,
-		c.ID, c.Kind, c.Consumer, c.Partner, hash, scopes, ts(createdAt), c.CreatedBy,
-		nullTS(c.ExpiresAt), nullTS(c.RevokedAt), c.RevokedWhy, nullTS(c.LastUsedAt), c.LastUsedIP)
+		expires_at, revoked_at, revoked_why, last_used_at, last_used_ip, metadata
+	) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING`,
+		c.ID, c.Kind, c.Consumer, c.Partner, hash, scopes, ts(createdAt), sc.CreatedBy,
+		nullTS(c.ExpiresAt), nullTS(c.RevokedAt), sc.RevokedWhy, nullTS(c.LastUsedAt), sc.LastUsedIP, sc.Metadata)
 	if err != nil {
 		return fmt.Errorf("postgres: create credential: %w", err)
 	}
@@ -373,17 +388,21 @@ func (s *Store) CreateCredential(ctx context.Context, c store.Credential) error 
 }
 
 const credentialColumns = `id, kind, consumer, partner, hash, scopes, created_at, created_by,
-	expires_at, revoked_at, revoked_why, last_used_at, last_used_ip`
+	expires_at, revoked_at, revoked_why, last_used_at, last_used_ip, metadata`
 
-func scanCredential(row pgx.Row) (store.Credential, error) {
+func (s *Store) scanCredential(row pgx.Row) (store.Credential, error) {
 	var (
 		c                                store.Credential
+		sc                               store.SealedCredential
 		scopes                           string
 		createdAt                        time.Time
 		expiresAt, revokedAt, lastUsedAt pgtype.Timestamptz
 	)
 	if err := row.Scan(&c.ID, &c.Kind, &c.Consumer, &c.Partner, &c.Hash, &scopes, &createdAt,
-		&c.CreatedBy, &expiresAt, &revokedAt, &c.RevokedWhy, &lastUsedAt, &c.LastUsedIP); err != nil {
+		&sc.CreatedBy, &expiresAt, &revokedAt, &sc.RevokedWhy, &lastUsedAt, &sc.LastUsedIP, &sc.Metadata); err != nil {
+		return store.Credential{}, err
+	}
+	if err := store.OpenCredential(s.keys, &c, sc); err != nil {
 		return store.Credential{}, err
 	}
 	var err error
@@ -399,7 +418,7 @@ func scanCredential(row pgx.Row) (store.Credential, error) {
 
 // GetCredential implements store.CredentialStore.
 func (s *Store) GetCredential(ctx context.Context, id string) (store.Credential, error) {
-	c, err := scanCredential(s.pool.QueryRow(ctx,
+	c, err := s.scanCredential(s.pool.QueryRow(ctx,
 		`SELECT `+credentialColumns+` FROM credentials WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Credential{}, fmt.Errorf("postgres: get credential %q: %w", id, store.ErrNotFound)
@@ -432,7 +451,7 @@ func (s *Store) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 		return nil, fmt.Errorf("postgres: list credentials: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Credential, error) {
-		return scanCredential(row)
+		return s.scanCredential(row)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list credentials: %w", err)
@@ -445,7 +464,11 @@ func (s *Store) RevokeCredential(ctx context.Context, id string, at time.Time, r
 	if at.IsZero() {
 		at = time.Now()
 	}
-	err := s.updateCredential(ctx, `UPDATE credentials SET revoked_at = $2, revoked_why = $3
+	reason, err := s.keys.SealString(reason, store.CredentialAAD("revoked_why", id))
+	if err != nil {
+		return fmt.Errorf("postgres: revoke credential %q: %w", id, err)
+	}
+	err = s.updateCredential(ctx, `UPDATE credentials SET revoked_at = $2, revoked_why = $3
 		WHERE id = $1 AND revoked_at IS NULL`, id, ts(at), reason)
 	if err != nil {
 		return fmt.Errorf("postgres: revoke credential %q: %w", id, err)
@@ -461,7 +484,11 @@ func (s *Store) TouchCredential(ctx context.Context, id string, at time.Time, so
 	if at.IsZero() {
 		return fmt.Errorf("postgres: touch credential %q: zero time", id)
 	}
-	err := s.updateCredential(ctx, `UPDATE credentials SET last_used_at = $2, last_used_ip = $3
+	sourceIP, err := s.keys.SealString(sourceIP, store.CredentialAAD("last_used_ip", id))
+	if err != nil {
+		return fmt.Errorf("postgres: touch credential %q: %w", id, err)
+	}
+	err = s.updateCredential(ctx, `UPDATE credentials SET last_used_at = $2, last_used_ip = $3
 		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)`, id, ts(at), sourceIP)
 	if err != nil {
 		return fmt.Errorf("postgres: touch credential %q: %w", id, err)
@@ -503,7 +530,11 @@ func (s *Store) AddRevocation(ctx context.Context, r store.Revocation) error {
 	if createdAt.IsZero() {
 		createdAt = time.Now()
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	reason, createdBy, err := store.SealRevocation(s.keys, r)
+	if err != nil {
+		return fmt.Errorf("postgres: add revocation: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Sequence values are handed out at insert but become visible at
 		// commit; two concurrent writers could commit seq 6 before seq 5,
 		// and a replica that polled in between would skip 5 forever.
@@ -520,7 +551,7 @@ func (s *Store) AddRevocation(ctx context.Context, r store.Revocation) error {
 				expires_at = EXCLUDED.expires_at, created_by = EXCLUDED.created_by
 			WHERE revocations.expires_at IS NOT NULL
 				AND (EXCLUDED.expires_at IS NULL OR EXCLUDED.expires_at > revocations.expires_at)`,
-			r.Kind, r.Subject, r.Reason, ts(createdAt), nullTS(r.ExpiresAt), r.CreatedBy)
+			r.Kind, r.Subject, reason, ts(createdAt), nullTS(r.ExpiresAt), createdBy)
 		return err
 	})
 	if err != nil {
@@ -559,6 +590,9 @@ func (s *Store) RevocationsSince(ctx context.Context, seq int64) ([]store.Revoca
 		err := row.Scan(&r.Seq, &r.Kind, &r.Subject, &r.Reason, &createdAt, &expiresAt, &r.CreatedBy)
 		r.CreatedAt = createdAt.UTC()
 		r.ExpiresAt = fromNullTS(expiresAt)
+		if err == nil {
+			err = store.OpenRevocation(s.keys, &r)
+		}
 		return r, err
 	})
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -53,7 +54,18 @@ type Store struct {
 	// the one query the gateway may run per request; compiling it each
 	// time costs about as much as running it.
 	isRevoked *sql.Stmt
+
+	// keys seals the sensitive columns (store.CredentialSealedColumns,
+	// store.RevocationSealedColumns); nil stores them as given.
+	keys *seal.KeyRing
 }
+
+// Option configures Open.
+type Option func(*Store)
+
+// WithKeyRing seals sensitive columns under k's active key and opens them
+// with any key of k. Without it, a sealed value read back is an error.
+func WithKeyRing(k *seal.KeyRing) Option { return func(s *Store) { s.keys = k } }
 
 var _ store.Store = (*Store)(nil)
 
@@ -61,7 +73,7 @@ var _ store.Store = (*Store)(nil)
 // pending migrations. The parent directory is created with mode 0700 and the
 // file with mode 0600, because it holds credential hashes; an existing file
 // readable by group or others is tightened to 0600.
-func Open(ctx context.Context, path string) (*Store, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: open: empty path")
 	}
@@ -116,6 +128,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	read.SetMaxIdleConns(readers)
 
 	s := &Store{write: write, read: read}
+	for _, o := range opts {
+		o(s)
+	}
 	s.isRevoked, err = read.PrepareContext(ctx, `SELECT EXISTS (SELECT 1 FROM revocations
 		WHERE kind = ? AND subject = ? AND (expires_at IS NULL OR expires_at >= ?))`)
 	if err == nil {
@@ -382,15 +397,19 @@ func (s *Store) CreateCredential(ctx context.Context, c store.Credential) error 
 	if hash == nil {
 		hash = []byte{}
 	}
+	sc, err := store.SealCredential(s.keys, c)
+	if err != nil {
+		return fmt.Errorf("sqlite: create credential: %w", err)
+	}
 	// ON CONFLICT DO NOTHING rather than matching a constraint error code:
 	// zero rows affected is the conflict, whatever the driver's error shape.
 	res, err := s.write.ExecContext(ctx, `INSERT INTO credentials (
 		id, kind, consumer, partner, hash, scopes, created_at, created_by,
-		expires_at, revoked_at, revoked_why, last_used_at, last_used_ip
-	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		c.ID, c.Kind, c.Consumer, c.Partner, hash, scopes, micros(createdAt), c.CreatedBy,
-		nullMicros(c.ExpiresAt), nullMicros(c.RevokedAt), c.RevokedWhy,
-		nullMicros(c.LastUsedAt), c.LastUsedIP)
+		expires_at, revoked_at, revoked_why, last_used_at, last_used_ip, metadata
+	) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		c.ID, c.Kind, c.Consumer, c.Partner, hash, scopes, micros(createdAt), sc.CreatedBy,
+		nullMicros(c.ExpiresAt), nullMicros(c.RevokedAt), sc.RevokedWhy,
+		nullMicros(c.LastUsedAt), sc.LastUsedIP, sc.Metadata)
 	if err != nil {
 		return fmt.Errorf("sqlite: create credential: %w", err)
 	}
@@ -403,19 +422,23 @@ func (s *Store) CreateCredential(ctx context.Context, c store.Credential) error 
 }
 
 const credentialColumns = `id, kind, consumer, partner, hash, scopes, created_at, created_by,
-	expires_at, revoked_at, revoked_why, last_used_at, last_used_ip`
+	expires_at, revoked_at, revoked_why, last_used_at, last_used_ip, metadata`
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanCredential(row scanner) (store.Credential, error) {
+func (s *Store) scanCredential(row scanner) (store.Credential, error) {
 	var (
 		c                                store.Credential
+		sc                               store.SealedCredential
 		scopes                           string
 		createdAt                        int64
 		expiresAt, revokedAt, lastUsedAt sql.NullInt64
 	)
 	if err := row.Scan(&c.ID, &c.Kind, &c.Consumer, &c.Partner, &c.Hash, &scopes, &createdAt,
-		&c.CreatedBy, &expiresAt, &revokedAt, &c.RevokedWhy, &lastUsedAt, &c.LastUsedIP); err != nil {
+		&sc.CreatedBy, &expiresAt, &revokedAt, &sc.RevokedWhy, &lastUsedAt, &sc.LastUsedIP, &sc.Metadata); err != nil {
+		return store.Credential{}, err
+	}
+	if err := store.OpenCredential(s.keys, &c, sc); err != nil {
 		return store.Credential{}, err
 	}
 	var err error
@@ -431,7 +454,7 @@ func scanCredential(row scanner) (store.Credential, error) {
 
 // GetCredential implements store.CredentialStore.
 func (s *Store) GetCredential(ctx context.Context, id string) (store.Credential, error) {
-	c, err := scanCredential(s.read.QueryRowContext(ctx,
+	c, err := s.scanCredential(s.read.QueryRowContext(ctx,
 		`SELECT `+credentialColumns+` FROM credentials WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Credential{}, fmt.Errorf("sqlite: get credential %q: %w", id, store.ErrNotFound)
@@ -465,7 +488,7 @@ func (s *Store) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 	defer rows.Close()
 	var out []store.Credential
 	for rows.Next() {
-		c, err := scanCredential(rows)
+		c, err := s.scanCredential(rows)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: list credentials: %w", err)
 		}
@@ -482,7 +505,11 @@ func (s *Store) RevokeCredential(ctx context.Context, id string, at time.Time, r
 	if at.IsZero() {
 		at = time.Now()
 	}
-	err := s.updateCredential(ctx, `UPDATE credentials SET revoked_at = ?, revoked_why = ?
+	reason, err := s.keys.SealString(reason, store.CredentialAAD("revoked_why", id))
+	if err != nil {
+		return fmt.Errorf("sqlite: revoke credential %q: %w", id, err)
+	}
+	err = s.updateCredential(ctx, `UPDATE credentials SET revoked_at = ?, revoked_why = ?
 		WHERE id = ? AND revoked_at IS NULL`, id, micros(at), reason, id)
 	if err != nil {
 		return fmt.Errorf("sqlite: revoke credential %q: %w", id, err)
@@ -498,7 +525,11 @@ func (s *Store) TouchCredential(ctx context.Context, id string, at time.Time, so
 		return fmt.Errorf("sqlite: touch credential %q: zero time", id)
 	}
 	t := micros(at)
-	err := s.updateCredential(ctx, `UPDATE credentials SET last_used_at = ?, last_used_ip = ?
+	sourceIP, err := s.keys.SealString(sourceIP, store.CredentialAAD("last_used_ip", id))
+	if err != nil {
+		return fmt.Errorf("sqlite: touch credential %q: %w", id, err)
+	}
+	err = s.updateCredential(ctx, `UPDATE credentials SET last_used_at = ?, last_used_ip = ?
 		WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`, id, t, sourceIP, id, t)
 	if err != nil {
 		return fmt.Errorf("sqlite: touch credential %q: %w", id, err)
@@ -541,7 +572,11 @@ func (s *Store) AddRevocation(ctx context.Context, r store.Revocation) error {
 		createdAt = time.Now()
 	}
 	newExp := nullMicros(r.ExpiresAt)
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	reason, createdBy, err := store.SealRevocation(s.keys, r)
+	if err != nil {
+		return fmt.Errorf("sqlite: add revocation: %w", err)
+	}
+	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
 		var oldExp sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT expires_at FROM revocations WHERE kind = ? AND subject = ?`,
 			r.Kind, r.Subject).Scan(&oldExp)
@@ -562,7 +597,7 @@ func (s *Store) AddRevocation(ctx context.Context, r store.Revocation) error {
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO revocations
 			(kind, subject, reason, created_at, expires_at, created_by) VALUES (?, ?, ?, ?, ?, ?)`,
-			r.Kind, r.Subject, r.Reason, micros(createdAt), newExp, r.CreatedBy)
+			r.Kind, r.Subject, reason, micros(createdAt), newExp, createdBy)
 		return err
 	})
 	if err != nil {
@@ -603,6 +638,9 @@ func (s *Store) RevocationsSince(ctx context.Context, seq int64) ([]store.Revoca
 		}
 		r.CreatedAt = fromMicros(createdAt)
 		r.ExpiresAt = fromNullMicros(expiresAt)
+		if err := store.OpenRevocation(s.keys, &r); err != nil {
+			return nil, fmt.Errorf("sqlite: revocations since %d: %w", seq, err)
+		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {

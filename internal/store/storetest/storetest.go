@@ -28,6 +28,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Registry", registryTests},
 		{"Credentials", credentialTests},
 		{"Revocations", revocationTests},
+		{"Findings", findingTests},
+		{"Incidents", incidentTests},
+		{"Alerts", alertTests},
 		{"Context", []test{{"canceled", testCanceled}, {"deadline", testDeadline}}},
 		{"Concurrency", concurrencyTests},
 	}

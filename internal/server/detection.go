@@ -1,0 +1,47 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/detect"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// startDetection runs the anomaly detectors over the gateway's request
+// events and the alert manager that stores, delivers and acts on them.
+// Detection settings apply at start (a reload logs that they need a restart).
+func (s *Server) startDetection(cfg *config.Config) {
+	d := cfg.Detection
+	if d.Enabled != nil && !*d.Enabled {
+		return
+	}
+	hooks := make([]detect.Webhook, 0, len(d.Webhooks))
+	for _, h := range d.Webhooks {
+		hooks = append(hooks, detect.Webhook{URL: h.URL, Format: h.Format, MinSeverity: h.MinSeverity})
+	}
+	s.alerts = detect.NewManager(detect.ManagerOptions{Store: s.store, Responder: revocationResponder{s}, Responses: d.Responses,
+		ResponseTTL: d.ResponseTTL.D(), Webhooks: hooks, Registerer: s.metrics.Registry, Log: s.log})
+	th := d.Thresholds
+	en := detect.NewEngine(detect.Options{Log: s.log, OnFinding: s.alerts.Handle, Detectors: detect.Defaults(detect.Thresholds{
+		AuthFailIP: th.AuthFailIP, AuthFailConsumer: th.AuthFailConsumer, Enum404: th.Enumeration, IDWalk: th.IDWalk,
+		SpikeMin: th.SpikeMin, NoveltyWarmup: th.NoveltyWarmup.D(), HoursWarmup: th.HoursWarmup.D(),
+		VolumeMin: th.VolumeMinBytes})})
+	s.alerts.Start(s.ctx)
+	go en.Run(s.ctx)
+	s.gw.SetDetector(en)
+}
+
+// revocationResponder carries automatic responses out on the cluster-wide
+// revocation list, with an expiry, so every replica enforces them and they
+// end on their own.
+type revocationResponder struct{ s *Server }
+
+func (r revocationResponder) Revoke(ctx context.Context, kind, subject, reason string, until time.Time) error {
+	return r.s.revocations.Revoke(ctx, store.Revocation{Kind: kind, Subject: subject, Reason: reason, ExpiresAt: until, CreatedBy: "detector"})
+}
+
+func (r revocationResponder) Lift(ctx context.Context, kind, subject, by, reason string) error {
+	return r.s.revocations.Lift(ctx, kind, subject, by, reason)
+}
