@@ -41,6 +41,8 @@ type Config struct {
 
 	APIs []API `yaml:"apis"`
 
+	Discovery Discovery `yaml:"discovery"`
+
 	Governance Governance `yaml:"governance"`
 	Detection  Detection  `yaml:"detection"`
 
@@ -190,6 +192,10 @@ type API struct {
 	WAF *WAF `yaml:"waf"`
 	// RateLimits apply to the API's requests (see ratelimit.go).
 	RateLimits []RateLimit `yaml:"limits"`
+	// ObserveUnregistered forwards paths under the base path that the spec
+	// does not declare to the upstream, for discovery to record. Only for
+	// an API whose one policy is a non-public "*" (see gateway/passthrough.go).
+	ObserveUnregistered bool `yaml:"observe_unregistered"`
 
 	// Line is where this API was declared, for later error messages.
 	File string `yaml:"-"`

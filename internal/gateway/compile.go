@@ -47,6 +47,9 @@ type Runtime struct {
 	// wafConfigs are the WAF policies in use, so a swap can release the rest.
 	wafConfigs []waf.Config
 	limits     *limitSet
+	// passthrough: observe_unregistered APIs; routeHosts: hosts with routes.
+	passthrough []*passthroughRoute
+	routeHosts  map[string]bool
 }
 
 // Operation is one routable operation with what the pipeline needs for it.
@@ -92,6 +95,7 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 		maxHeader: cfg.Limits.MaxHeaderBytes,
 		maxBody:   cfg.Limits.MaxBodyBytes,
 	}
+	rt.routeHosts = map[string]bool{}
 	for i, s := range cfg.Listen.TrustedProxies {
 		p, err := config.ParsePrefix(s)
 		if err != nil {
@@ -183,6 +187,12 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 			routes = append(routes, route.Route{Host: ac.Route.Host, Method: o.Method, Path: full, Handler: op})
 			origins = append(origins, routeOrigin{ptr: ptr + "/spec", file: spec.File, line: o.Line,
 				name: fmt.Sprintf("operation %s of API %s %s", o.ID, ac.Name, ac.Version)})
+			rt.routeHosts[canonicalRouteHost(ac.Route.Host)] = true
+		}
+		if ac.ObserveUnregistered {
+			if pt := g.compilePassthrough(rep, ptr, ac, api, up, auth); pt != nil {
+				rt.passthrough = append(rt.passthrough, pt)
+			}
 		}
 	}
 	if err := rep.Err(); err != nil {

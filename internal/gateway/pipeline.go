@@ -43,6 +43,8 @@ type Gateway struct {
 	mu         sync.Mutex
 	transports map[transportKey]*http.Transport
 	series     map[string]*metrics.OperationSeries
+
+	observer observerRef // traffic discovery; nil pointer: off
 }
 
 // New returns a Gateway with no runtime; Swap one in before serving.
@@ -86,6 +88,7 @@ type call struct {
 	clientIP     string
 	forwardedFor string
 	path         string // normalised escaped path
+	host, method string // as received, for discovery
 	api          string
 	operation    string
 	status       int
@@ -173,6 +176,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.path = path
+	c.host, c.method = r.Host, r.Method
 	if ts := rt.identity.token; ts != nil && (path == oauth.TokenPath || path == oauth.JWKSPath) {
 		// Gatehouse's own authorization server, ahead of every API route
 		// (compile refuses APIs that would shadow these paths).
@@ -187,8 +191,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res := rt.table.Match(r.Host, r.Method, path, &c.params)
 	switch res.Status {
 	case route.NotFound:
-		g.deny(sw, c, ProbNotFound, "route", "not_found", "")
-		return
+		pt := rt.passthroughFor(r.Host, path) // observe_unregistered APIs; see passthrough.go
+		if pt == nil {
+			g.deny(sw, c, ProbNotFound, "route", "not_found", "")
+			return
+		}
+		res.Handler = pt
 	case route.MethodNotAllowed:
 		sw.Header()["Allow"] = []string{res.Allow}
 		g.deny(sw, c, ProbMethodNotAllowed, "route", "method_not_allowed", "Allowed methods: "+res.Allow+".")
@@ -338,6 +346,9 @@ func (g *Gateway) record(c *call, op *Operation, sw *statusWriter, start time.Ti
 	}
 	if status == 0 {
 		status = http.StatusOK
+	}
+	if o := g.observer.Load(); o != nil {
+		g.observe(o, c, status, start)
 	}
 	if en := g.detector.Load(); en != nil {
 		en.Observe(detectEvent(c, op, status, sw.bytes, start))

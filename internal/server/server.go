@@ -65,6 +65,7 @@ type Server struct {
 	watcher                *watcher
 	revocations            *revoke.List
 	notifier               *revoke.RedisNotifier
+	discovery              *discoveryRun
 	alerts                 *detect.Manager
 	ctx                    context.Context
 	cancel                 context.CancelFunc
@@ -157,6 +158,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
+	s.startDiscovery(rt)
 	if o.Watch {
 		s.watcher, err = newWatcher(s.log, func() { _ = s.Reload(context.Background()) })
 		if err != nil {
@@ -323,6 +325,7 @@ func (s *Server) Reload(ctx context.Context) error {
 // apply publishes rt and records its registry snapshot.
 func (s *Server) apply(ctx context.Context, rt *gateway.Runtime) {
 	s.gw.Swap(rt)
+	s.applyDiscovery(rt)
 	s.metrics.ConfigGeneration.Inc()
 	s.metrics.ConfigLastOK.SetToCurrentTime()
 	for _, w := range rt.Warnings {
@@ -403,6 +406,7 @@ func (s *Server) Close() {
 		_ = s.notifier.Close()
 	}
 	s.gw.CloseLimits()
+	s.stopDiscovery()
 	if s.store != nil {
 		_ = s.store.Close()
 	}

@@ -30,6 +30,7 @@ type Store interface {
 	RegistryStore
 	CredentialStore
 	RevocationStore
+	DiscoveryStore
 	FindingStore
 	IncidentStore
 	AlertStore
