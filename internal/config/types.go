@@ -38,6 +38,9 @@ type Config struct {
 
 	APIs []API `yaml:"apis"`
 
+	// Response is the response hygiene applied to every API (hygiene.go).
+	Response ResponsePolicy `yaml:"response"`
+
 	// Files are the files this config was loaded from, in load order.
 	Files []string `yaml:"-"`
 	// Dir is the data directory default base (the first file's directory).
@@ -143,6 +146,11 @@ type API struct {
 	// MaxInFlight caps concurrent requests to the upstream (0: no cap), so
 	// one caller's burst cannot take the backend down; excess gets 503.
 	MaxInFlight int `yaml:"max_in_flight"`
+
+	// Validate checks requests against the spec; Response filters what
+	// leaves (hygiene.go).
+	Validate Validation  `yaml:"validate"`
+	Response APIResponse `yaml:"response"`
 
 	// Line is where this API was declared, for later error messages.
 	File string `yaml:"-"`

@@ -91,6 +91,7 @@ func applyDefaults(c *Config, rep *Reporter) {
 		}
 		a.Route.Host = strings.ToLower(a.Route.Host)
 	}
+	applyHygieneDefaults(c)
 }
 
 func setDur(d *Duration, def time.Duration) {
@@ -179,6 +180,7 @@ func validate(c *Config, rep *Reporter) {
 		validateAPI(rep, i, &c.APIs[i], seen)
 	}
 	validateIdentity(c, rep)
+	validateHygiene(c, rep)
 }
 
 func validateAPI(rep *Reporter, i int, a *API, seen map[string]int) {
