@@ -192,8 +192,7 @@ func (p *responsePlan) modify(resp *http.Response) error {
 	if !validate.IsJSON(ct) {
 		return nil
 	}
-	p.filterBody(resp, ct, reqID)
-	return nil
+	return p.filterBody(resp, ct, reqID)
 }
 
 // replaceServerError swaps an upstream 5xx body (stack traces, SQL errors,
@@ -266,10 +265,10 @@ var errTooLarge = errors.New("response larger than the filter buffers")
 
 // filterBody buffers a JSON body (bounded), filters it and installs the
 // result with a corrected Content-Length.
-func (p *responsePlan) filterBody(resp *http.Response, ct, reqID string) {
+func (p *responsePlan) filterBody(resp *http.Response, ct, reqID string) error {
 	if resp.ContentLength > p.maxBytes {
 		p.oversize(resp, nil, reqID)
-		return
+		return nil
 	}
 	raw := responseBufs.Get().(*[]byte)
 	buf := bytes.NewBuffer((*raw)[:0])
@@ -278,14 +277,13 @@ func (p *responsePlan) filterBody(resp *http.Response, ct, reqID string) {
 	*raw = data[:0]
 	if err != nil {
 		// The upstream failed mid-body: never pass a truncated document.
-		_ = resp.Body.Close()
+		// ReverseProxy hands the error to upstreamError, which counts it.
 		responseBufs.Put(raw)
-		setProblem(resp, ProbBadGateway, "The upstream service could not be reached.", reqID)
-		return
+		return err
 	}
 	if int64(len(data)) > p.maxBytes {
 		p.oversize(resp, data, reqID)
-		return
+		return nil
 	}
 	_ = resp.Body.Close()
 	body := data
@@ -300,17 +298,17 @@ func (p *responsePlan) filterBody(resp *http.Response, ct, reqID string) {
 			if errors.Is(err, errTooLarge) && !p.oversizeFail {
 				resp.Body = io.NopCloser(bytes.NewReader(append([]byte(nil), data...)))
 				p.log.Warn("response too large to filter, passed unfiltered", "request_id", reqID, "api", p.api, "operation", p.op)
-				return
+				return nil
 			}
 			setProblem(resp, ProbUnfilterable, "The upstream response could not be checked.", reqID)
-			return
+			return nil
 		}
 		decoded = true
 	default:
 		// An encoding the gateway cannot read (br, zstd, deflate) cannot be
 		// filtered: the oversize policy decides, as for too large a body.
 		p.oversize(resp, data, reqID)
-		return
+		return nil
 	}
 	out := responseBufs.Get().(*[]byte)
 	filtered, o, ferr := p.filter.Filter((*out)[:0], body, resp.StatusCode, ct)
@@ -320,12 +318,12 @@ func (p *responsePlan) filterBody(resp *http.Response, ct, reqID string) {
 		if p.filter.Mode() != validate.Enforce {
 			p.log.Warn("response is not filterable JSON (passed)", "request_id", reqID, "api", p.api, "operation", p.op)
 			p.install(resp, raw, data, false)
-			return
+			return nil
 		}
 		responseBufs.Put(raw)
 		p.log.Warn("response is not filterable JSON (refused)", "request_id", reqID, "api", p.api, "operation", p.op)
 		setProblem(resp, ProbUnfilterable, "The upstream response could not be checked.", reqID)
-		return
+		return nil
 	}
 	if len(o.Dropped) > 0 {
 		msg := "response fields not in the spec dropped"
@@ -339,14 +337,15 @@ func (p *responsePlan) filterBody(resp *http.Response, ct, reqID string) {
 		if decoded {
 			resp.Header.Del("Content-Encoding")
 			p.install(resp, raw, append(data[:0:0], body...), true)
-			return
+			return nil
 		}
 		p.install(resp, raw, data, false)
-		return
+		return nil
 	}
 	responseBufs.Put(raw)
 	resp.Header.Del("Content-Encoding")
 	p.install(resp, out, filtered, true)
+	return nil
 }
 
 // install sets body as the response body, its buffer returned to the pool
@@ -418,10 +417,19 @@ func loadValidationDoc(rep *config.Reporter, ac config.API, ptr string, spec *re
 		}
 		return nil, false
 	}
+	if doc.Invalid != nil {
+		se := doc.Invalid
+		if validationOn(ac) {
+			rep.AtFile(se.File, se.Line, ptr+"/spec", "%s", se.Msg)
+			return nil, false
+		}
+		rep.AtFile(se.File, se.Line, ptr+"/spec", "%s (response filtering still applies; request validation would refuse this spec)", se.Msg)
+		rep.Problems[len(rep.Problems)-1].Warning = true
+	}
 	return doc, true
 }
 
-func needsSchemas(ac config.API) bool {
+func validationOn(ac config.API) bool {
 	if ac.Validate.Mode != config.ModeOff && ac.Validate.Mode != "" {
 		return true
 	}
@@ -429,6 +437,13 @@ func needsSchemas(ac config.API) bool {
 		if o.Mode != "" && o.Mode != config.ModeOff {
 			return true
 		}
+	}
+	return false
+}
+
+func needsSchemas(ac config.API) bool {
+	if validationOn(ac) {
+		return true
 	}
 	if ac.Response.Filter != config.ModeOff && ac.Response.Filter != "" {
 		return true

@@ -26,18 +26,18 @@ func NewResponseFilter(d *Document, method, path string, mode Mode, deny *DenyLi
 		return nil
 	}
 	f := &ResponseFilter{mode: mode, deny: deny, shapes: map[*openapi3.Schema]*shape{}}
-	if d == nil {
-		return f
+	var op *openapi3.Operation
+	if d != nil {
+		if pi := d.Doc.Paths.Value(path); pi != nil {
+			op = pi.GetOperation(method)
+		}
 	}
-	pi := d.Doc.Paths.Value(path)
-	if pi == nil {
-		return f
-	}
-	op := pi.GetOperation(method)
 	if op == nil || op.Responses == nil {
+		if deny == nil {
+			return nil
+		}
 		return f
 	}
-	f.responses = op.Responses
 	c := newShapeCompiler()
 	for _, ref := range op.Responses.Map() {
 		if ref == nil || ref.Value == nil {
@@ -50,6 +50,13 @@ func NewResponseFilter(d *Document, method, path string, mode Mode, deny *DenyLi
 			}
 		}
 	}
+	if !f.documentsAny {
+		if deny == nil {
+			return nil // nothing documented to filter against, nothing denied
+		}
+		return f
+	}
+	f.responses = op.Responses
 	return f
 }
 
