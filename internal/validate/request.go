@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -243,7 +244,15 @@ func (v *Request) checkParams(r *http.Request, pp Params, add func(string, strin
 			path[n] = val
 		}
 	}
-	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: path, Route: v.route, Options: v.kinOpts}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		// A query Go cannot parse (a ';' separator, a broken escape) is
+		// one the backend might parse differently: refuse it rather than
+		// validate a different reading of it.
+		add("/query", "the query string is malformed")
+		return
+	}
+	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: path, QueryParams: q, Route: v.route, Options: v.kinOpts}
 	ctx := context.Background()
 	for _, p := range v.params {
 		if err := openapi3filter.ValidateParameter(ctx, in, p); err != nil {
@@ -333,6 +342,19 @@ func (v *Request) checkBody(r *http.Request, data []byte, add func(string, strin
 	return 0, ""
 }
 
+func unsupportedProperty(reason string) (string, bool) {
+	rest, ok := strings.CutPrefix(reason, "property ")
+	if !ok {
+		return "", false
+	}
+	q, ok := strings.CutSuffix(rest, " is unsupported")
+	if !ok {
+		return "", false
+	}
+	name, err := strconv.Unquote(q)
+	return name, err == nil
+}
+
 func isJSON(media string) bool {
 	return media == "application/json" || strings.HasSuffix(media, "+json")
 }
@@ -372,6 +394,13 @@ func flatten(err error, base string, add func(string, string)) {
 		ptr := base
 		for _, p := range se.JSONPointer() {
 			ptr += "/" + escapePointer(p)
+		}
+		if se.SchemaField == "properties" {
+			// kin-openapi names an unsupported property only in its reason.
+			if name, ok := unsupportedProperty(se.Reason); ok {
+				add(ptr+"/"+escapePointer(name), "is not an allowed property")
+				return
+			}
 		}
 		add(ptr, schemaDetail(se))
 		return
