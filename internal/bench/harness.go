@@ -111,6 +111,13 @@ type target struct {
 	// pair is the comparison a window belongs to, named by its Gatehouse
 	// target (set by roundOrder).
 	pair string
+	// method and body (POST with a JSON body for the validate target),
+	// extra headers sent with every request, and check, which judges the
+	// probe's 200 body instead of comparing it with UpstreamBody
+	// (hygiene.go).
+	method, body string
+	extra        []header
+	check        func([]byte) error
 }
 
 // pairing is one comparison: a Gatehouse target and the bare target its
@@ -264,6 +271,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		{bareHTTP, target{name: "gatehouse-http", proxy: "gatehouse", proto: "http", url: "http://" + ghHTTP + benchPath, proc: gp}},
 		{bareTLS, target{name: "gatehouse-tls", proxy: "gatehouse", proto: "tls", url: "https://" + ghHTTPS + benchPath, proc: gp}},
 	}
+	pairs = append(pairs, hygienePairs(bareHTTP, ghHTTP, gp)...)
 	if auth != nil {
 		// Each auth target's bare windows send the same credential header
 		// to the same bare proxy, which passes it through unread (as
@@ -307,7 +315,13 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := probe(ctx, t.url, roots, hdrs); err != nil {
+			probeErr := error(nil)
+			if t.method != "" || t.check != nil || len(t.extra) > 0 {
+				probeErr = probeRequest(ctx, t, roots, hdrs)
+			} else {
+				probeErr = probe(ctx, t.url, roots, hdrs)
+			}
+			if err := probeErr; err != nil {
 				return nil, fmt.Errorf("%s does not answer 200 with the upstream's body, so there is nothing to measure: %w\n%s",
 					t.name, err, t.proc.logTail(10))
 			}
@@ -353,7 +367,8 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		if err != nil {
 			return loadResult{}, err
 		}
-		s := loadSpec{URL: t.url, Connections: o.Connections, Threads: o.Threads, Duration: d, RootCAs: roots, Headers: hdrs}
+		s := loadSpec{URL: t.url, Connections: o.Connections, Threads: o.Threads, Duration: d, RootCAs: roots,
+			Headers: append(append([]header(nil), t.extra...), hdrs...), Method: t.method, Body: t.body}
 		if loadgen == "wrk" {
 			return runWrk(ctx, wrkPath, s)
 		}
@@ -550,6 +565,11 @@ apis:
     policies:
       - {operation: "*", public: true}
 `, httpAddr, httpsAddr, cert, key, adminAddr, filepath.Join(dir, "gh.db"), spec, upstream)
+	hy, err := hygieneConfigAPIs(dir, upstream)
+	if err != nil {
+		return "", err
+	}
+	cfg += hy
 	if auth != nil {
 		cfg += auth.configAPIs(spec, upstream) + auth.configSections()
 	}

@@ -25,6 +25,8 @@ var comparisons = []struct{ target, label string }{
 	{"gatehouse-apikey", "API key"},
 	{"gatehouse-jwt", "JWT"},
 	{"gatehouse-tls", "TLS"},
+	{"gatehouse-validate", "validate"},
+	{"gatehouse-filter", "filter"},
 }
 
 // Report is the outcome of a Run; it marshals to the -json output.
@@ -198,7 +200,7 @@ func (r *Report) summarize() {
 	}
 	// Keep the canonical target order whatever order the rounds ran in.
 	canonical := []string{"bare-http", "gatehouse-http", "bare-http+apikey", "gatehouse-apikey", "bare-http+jwt", "gatehouse-jwt",
-		"bare-tls", "gatehouse-tls"}
+		"bare-tls", "gatehouse-tls", "bare-http+validate", "gatehouse-validate", "bare-http+filter", "gatehouse-filter"}
 	slices.SortStableFunc(order, func(a, b string) int {
 		return rank(canonical, a) - rank(canonical, b)
 	})
@@ -223,6 +225,10 @@ func (r *Report) summarize() {
 			tputInfo, p99Info = true, true
 		case "gatehouse-apikey", "gatehouse-jwt":
 			tput, p99Info = TargetAuthThroughputRatio, true
+		case "gatehouse-validate":
+			tput, p99Info = TargetValidateThroughputRatio, true
+		case "gatehouse-filter":
+			tput, p99Info = TargetFilterThroughputRatio, true
 		}
 		r.Checks = append(r.Checks,
 			Check{Name: "throughput ratio", Target: ra.Target, Protocol: ra.Protocol, Value: ra.Throughput, Op: ">=", Limit: tput,
