@@ -13,8 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"sync"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -311,7 +312,11 @@ func (p *responsePlan) filterBody(resp *http.Response, ct, reqID string) error {
 		return nil
 	}
 	out := responseBufs.Get().(*[]byte)
-	filtered, o, ferr := p.filter.Filter((*out)[:0], body, resp.StatusCode, ct)
+	// Dropping what the spec does not document is documented mode's
+	// normal work: the pointers are logged at debug level only (report
+	// mode logs them always, that being its purpose).
+	debug := p.log.Enabled(context.Background(), slog.LevelDebug)
+	filtered, o, ferr := p.filter.Filter((*out)[:0], body, resp.StatusCode, ct, debug)
 	*out = filtered[:0]
 	if ferr != nil {
 		responseBufs.Put(out)
@@ -325,12 +330,16 @@ func (p *responsePlan) filterBody(resp *http.Response, ct, reqID string) error {
 		setProblem(resp, ProbUnfilterable, "The upstream response could not be checked.", reqID)
 		return nil
 	}
-	if len(o.Dropped) > 0 {
-		msg := "response fields not in the spec dropped"
-		if p.filter.Mode() != validate.Enforce {
-			msg = "response fields not in the spec (report mode, kept)"
+	if o.Undocumented > 0 {
+		if p.filter.Mode() == validate.Enforce {
+			if debug {
+				p.log.Debug("response fields not in the spec dropped", "request_id", reqID, "api", p.api, "operation", p.op,
+					"status", resp.StatusCode, "count", o.Undocumented, "pointers", o.Dropped)
+			}
+		} else {
+			p.log.Warn("response fields not in the spec (report mode, kept)", "request_id", reqID, "api", p.api, "operation", p.op,
+				"status", resp.StatusCode, "count", o.Undocumented, "pointers", o.Dropped)
 		}
-		p.log.Warn(msg, "request_id", reqID, "api", p.api, "operation", p.op, "status", resp.StatusCode, "pointers", o.Dropped)
 	}
 	if !o.Changed {
 		responseBufs.Put(out)

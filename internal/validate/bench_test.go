@@ -42,7 +42,7 @@ func BenchmarkFilter(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var err error
-		if out, _, err = f.Filter(out[:0], body, 200, "application/json"); err != nil {
+		if out, _, err = f.Filter(out[:0], body, 200, "application/json", false); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -81,7 +81,9 @@ type filterer struct {
 	out     []byte
 	deny    *DenyList
 	report  bool     // keep undocumented fields, only list them
+	collect bool     // build the pointers of undocumented fields
 	dropped []string // pointers of undocumented fields (bounded)
+	ndrop   int
 	denied  int
 	path    []pathSeg
 }
@@ -91,16 +93,17 @@ const maxDropped = 32
 // filterJSON appends to out the document data with every field shape s does
 // not document removed (or, with report, kept and listed), and every field
 // the deny list names removed. The output is compact JSON.
-func filterJSON(out, data []byte, s *shape, deny *DenyList, report bool) (res []byte, dropped []string, denied int, err error) {
-	f := filterer{data: data, out: out, deny: deny, report: report}
+func filterJSON(out, data []byte, s *shape, deny *DenyList, report, collect bool) (res []byte, dropped []string, ndrop, denied int, err error) {
+	var path [16]pathSeg
+	f := filterer{data: data, out: out, deny: deny, report: report, collect: collect, path: path[:0]}
 	i, err := f.value(f.ws(0), s, 0)
 	if err != nil {
-		return out, nil, 0, err
+		return out, nil, 0, 0, err
 	}
 	if f.ws(i) != len(data) {
-		return out, nil, 0, ErrUnfilterable
+		return out, nil, 0, 0, ErrUnfilterable
 	}
-	return f.out, f.dropped, f.denied, nil
+	return f.out, f.dropped, f.ndrop, f.denied, nil
 }
 
 func (f *filterer) ws(i int) int {
@@ -172,10 +175,13 @@ func (f *filterer) object(i int, s *shape, depth int) (int, error) {
 		if f.deny.denies(key, f.path) {
 			keep = false
 			f.denied++
-		} else if !documented && len(f.dropped) < maxDropped {
-			f.path = append(f.path, pathSeg{key: key, idx: -1})
-			f.dropped = append(f.dropped, segsPointer(f.path))
-			f.path = f.path[:len(f.path)-1]
+		} else if !documented {
+			f.ndrop++
+			if f.collect && len(f.dropped) < maxDropped {
+				f.path = append(f.path, pathSeg{key: key, idx: -1})
+				f.dropped = append(f.dropped, segsPointer(f.path))
+				f.path = f.path[:len(f.path)-1]
+			}
 		}
 		if keep {
 			if !first {
@@ -251,9 +257,9 @@ func (f *filterer) skip(i, depth int) (int, error) {
 	f.deny = nil
 	rep := f.report
 	f.report = true
-	dropped := f.dropped
+	dropped, ndrop := f.dropped, f.ndrop
 	end, err := f.value(i, nil, depth)
-	f.deny, f.report, f.dropped = save, rep, dropped
+	f.deny, f.report, f.dropped, f.ndrop = save, rep, dropped, ndrop
 	f.out = f.out[:mark]
 	return end, err
 }

@@ -79,7 +79,7 @@ const leakyOrder = `{
 
 func TestResponseFilterDocumented(t *testing.T) {
 	f := responseFilter(t, "GET", "/orders/{orderId}", Enforce)
-	out, o, err := f.Filter(nil, []byte(leakyOrder), 200, "application/json")
+	out, o, err := f.Filter(nil, []byte(leakyOrder), 200, "application/json", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestResponseFilterRows(t *testing.T) {
 	for _, tc := range rows {
 		t.Run(tc.name, func(t *testing.T) {
 			f := responseFilter(t, tc.method, tc.path, tc.mode, tc.deny...)
-			out, _, err := f.Filter(nil, []byte(tc.in), tc.status, tc.ct)
+			out, _, err := f.Filter(nil, []byte(tc.in), tc.status, tc.ct, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +160,7 @@ func TestResponseFilterRows(t *testing.T) {
 func TestResponseFilterRefusesBrokenJSON(t *testing.T) {
 	f := responseFilter(t, "GET", "/orders", Enforce)
 	for _, in := range []string{`[{"id":`, `[{"id":"a"}]x`, "[\"\xff\"]", `{"a":1,"a":2`, strings.Repeat("[", 300) + strings.Repeat("]", 300)} {
-		if _, _, err := f.Filter(nil, []byte(in), 200, "application/json"); err == nil {
+		if _, _, err := f.Filter(nil, []byte(in), 200, "application/json", true); err == nil {
 			t.Errorf("%q: filtered without error", in)
 		}
 	}

@@ -37,7 +37,7 @@ func FuzzFilter(f *testing.F) {
 	}
 	filter := NewResponseFilter(fixture(f), "GET", "/orders/{orderId}", Enforce, NewDenyList([]string{"password_hash", "/parent/*"}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		out, _, err := filter.Filter(nil, data, 200, "application/json")
+		out, _, err := filter.Filter(nil, data, 200, "application/json", true)
 		if err != nil {
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -37,7 +38,14 @@ func strconvQuote(s string) string { return strconv.Quote(s) }
 // body could pass validation carrying a different payload. It allocates
 // nothing for documents without escaped or duplicate keys.
 func ScanJSON(data []byte, maxDepth int) error {
-	s := scanner{data: data, max: maxDepth}
+	s := scanners.Get().(*scanner)
+	s.data, s.max, s.keys, s.path = data, maxDepth, s.keys[:0], s.path[:0]
+	defer func() {
+		s.data = nil
+		clear(s.keys[:cap(s.keys)]) // drop references to the body
+		clear(s.path[:cap(s.path)])
+		scanners.Put(s)
+	}()
 	i, err := s.value(s.ws(0), 1)
 	if err != nil {
 		return err
@@ -47,6 +55,8 @@ func ScanJSON(data []byte, maxDepth int) error {
 	}
 	return nil
 }
+
+var scanners = sync.Pool{New: func() any { return &scanner{keys: make([][]byte, 0, 32), path: make([]pathSeg, 0, 16)} }}
 
 type scanner struct {
 	data []byte

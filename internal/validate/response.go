@@ -98,24 +98,28 @@ func (f *ResponseFilter) shapeFor(status int, contentType string) *shape {
 // Outcome is what filtering one body did.
 type Outcome struct {
 	// Dropped are the pointers of undocumented fields (removed in enforce
-	// mode, only listed in report mode), at most a few dozen.
-	Dropped []string
+	// mode, only listed in report mode), at most a few dozen, when asked
+	// for; Undocumented counts them all.
+	Dropped      []string
+	Undocumented int
 	// Denied counts fields removed by the deny list.
 	Denied int
 	// Changed is true when the output differs in content from the input.
 	Changed bool
 }
 
-// Filter appends the filtered body to out. An error means the body is not
-// JSON the filter can follow; the caller decides whether that fails.
-func (f *ResponseFilter) Filter(out, body []byte, status int, contentType string) ([]byte, Outcome, error) {
+// Filter appends the filtered body to out. With pointers, the outcome
+// lists where undocumented fields were (report mode always lists them).
+// An error means the body is not JSON the filter can follow; the caller
+// decides whether that fails.
+func (f *ResponseFilter) Filter(out, body []byte, status int, contentType string, pointers bool) ([]byte, Outcome, error) {
 	sh := f.shapeFor(status, contentType)
-	res, dropped, denied, err := filterJSON(out, body, sh, f.deny, f.mode != Enforce)
+	res, dropped, ndrop, denied, err := filterJSON(out, body, sh, f.deny, f.mode != Enforce, pointers || f.mode == Report)
 	if err != nil {
 		return out, Outcome{}, err
 	}
-	o := Outcome{Dropped: dropped, Denied: denied}
-	o.Changed = denied > 0 || (f.mode == Enforce && len(dropped) > 0)
+	o := Outcome{Dropped: dropped, Undocumented: ndrop, Denied: denied}
+	o.Changed = denied > 0 || (f.mode == Enforce && ndrop > 0)
 	return res, o, nil
 }
 

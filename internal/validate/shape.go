@@ -183,20 +183,35 @@ func unknownFields(v any, s *shape, prefix string, out []string, max int) []stri
 	case map[string]any:
 		for k, cv := range t {
 			c, ok := s.child([]byte(k))
-			p := prefix + "/" + escapePointer(k)
 			if !ok {
-				out = append(out, p)
+				out = append(out, prefix+"/"+escapePointer(k))
 				if len(out) >= max {
 					return out
 				}
 				continue
 			}
-			out = unknownFields(cv, c, p, out, max)
+			if c != nil && isContainer(cv) {
+				// Pointers are built only on the way into containers.
+				out = unknownFields(cv, c, prefix+"/"+escapePointer(k), out, max)
+			}
 		}
 	case []any:
+		if s.items == nil {
+			return out
+		}
 		for i, cv := range t {
-			out = unknownFields(cv, s.items, prefix+"/"+itoa(i), out, max)
+			if isContainer(cv) {
+				out = unknownFields(cv, s.items, prefix+"/"+itoa(i), out, max)
+			}
 		}
 	}
 	return out
+}
+
+func isContainer(v any) bool {
+	switch v.(type) {
+	case map[string]any, []any:
+		return true
+	}
+	return false
 }
