@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http/httptest"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
 )
 
 // FuzzScanJSON: whatever the scanner accepts, encoding/json accepts too
@@ -79,6 +82,46 @@ func FuzzRequestCheck(f *testing.F) {
 			for _, vi := range res.Violations {
 				if len(body) > 12 && strings.Contains(vi.Detail, body) {
 					t.Fatalf("detail echoes the body: %q", vi.Detail)
+				}
+			}
+		}
+	})
+}
+
+// FuzzFastParamAgreesWithKin: the fast path may only accept what
+// kin-openapi accepts too (it never refuses on its own).
+func FuzzFastParamAgreesWithKin(f *testing.F) {
+	for _, s := range []string{"10", "0", "100", "101", "-1", "1e2", "open", "all", "0123456789abcdef", "2026-01-02T03:04:05Z", "3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e", " 5", "+5", "0x10"} {
+		f.Add(s)
+	}
+	get := validator(f, "GET", "/orders", false)
+	byID := validator(f, "GET", "/orders/{orderId}", false)
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, val string) {
+		for _, v := range []*Request{get, byID} {
+			for i, p := range v.params {
+				fp := v.fast[i]
+				if fp == nil || !fp.accepts(val) {
+					continue
+				}
+				r := httptest.NewRequest("GET", "/orders", nil)
+				q := url.Values{}
+				path := map[string]string{}
+				switch p.In {
+				case "query":
+					q.Set(p.Name, val)
+				case "header":
+					r.Header.Set(p.Name, val)
+					if r.Header.Get(p.Name) != val {
+						continue // not representable as a header
+					}
+				case "path":
+					path[p.Name] = val
+				}
+				r.URL.RawQuery = q.Encode()
+				in := &openapi3filter.RequestValidationInput{Request: r, PathParams: path, QueryParams: q, Route: v.route, Options: v.kinOpts}
+				if err := openapi3filter.ValidateParameter(ctx, in, p); err != nil {
+					t.Fatalf("fast path accepted %s %s=%q, kin-openapi refuses: %v", p.In, p.Name, val, err)
 				}
 			}
 		}

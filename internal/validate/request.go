@@ -89,6 +89,7 @@ type Request struct {
 	opts   RequestOptions
 	route  *routers.Route
 	params []*openapi3.Parameter
+	fast   []*fastParam // per params[i]; nil entries need kin-openapi
 	body   *openapi3.RequestBody
 	// strict shapes per request body schema, for mass-assignment checks.
 	shapes    map[*openapi3.Schema]*shape
@@ -142,6 +143,10 @@ func NewRequest(d *Document, method, path string, o RequestOptions) (*Request, e
 		if p.Value != nil {
 			v.params = append(v.params, p.Value)
 		}
+	}
+	v.fast = make([]*fastParam, len(v.params))
+	for i, p := range v.params {
+		v.fast[i] = compileFastParam(p)
 	}
 	if op.RequestBody != nil {
 		v.body = op.RequestBody.Value
@@ -252,9 +257,17 @@ func (v *Request) checkParams(r *http.Request, pp Params, add func(string, strin
 		add("/query", "the query string is malformed")
 		return
 	}
-	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: path, QueryParams: q, Route: v.route, Options: v.kinOpts}
+	var in *openapi3filter.RequestValidationInput
 	ctx := context.Background()
-	for _, p := range v.params {
+	for i, p := range v.params {
+		if f := v.fast[i]; f != nil {
+			if val, ok := f.value(r, path, q); ok && f.accepts(val) {
+				continue
+			}
+		}
+		if in == nil {
+			in = &openapi3filter.RequestValidationInput{Request: r, PathParams: path, QueryParams: q, Route: v.route, Options: v.kinOpts}
+		}
 		if err := openapi3filter.ValidateParameter(ctx, in, p); err != nil {
 			base := "/" + p.In + "/" + escapePointer(p.Name)
 			flatten(err, base, add)
