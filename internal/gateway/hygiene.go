@@ -152,7 +152,12 @@ func (up *upstream) operationProxy(p *responsePlan) *httputil.ReverseProxy {
 		// modify (gzip) or treated as unfilterable.
 		rp.Rewrite = func(pr *httputil.ProxyRequest) {
 			up.rewrite(pr)
-			pr.Out.Header["Accept-Encoding"] = identityEnc
+			h := pr.Out.Header
+			h["Accept-Encoding"] = identityEnc
+			// A byte range of a JSON document cannot be filtered, and
+			// passing it would let Range read around the filter.
+			delete(h, "Range")
+			delete(h, "If-Range")
 		}
 	}
 	rp.ModifyResponse = p.modify
@@ -190,10 +195,13 @@ func (p *responsePlan) modify(resp *http.Response) error {
 		return nil
 	}
 	ct := h.Get("Content-Type")
-	if !validate.IsJSON(ct) {
+	labelled := validate.IsJSON(ct)
+	if !labelled && ct != "" && !strings.HasPrefix(strings.ToLower(ct), "text/plain") {
 		return nil
 	}
-	return p.filterBody(resp, ct, reqID)
+	// An unlabelled or text/plain body is filtered too if it turns out to
+	// be JSON: a backend that mislabels its JSON must not slip past.
+	return p.filterBody(resp, ct, labelled, reqID)
 }
 
 // replaceServerError swaps an upstream 5xx body (stack traces, SQL errors,
@@ -266,7 +274,15 @@ var errTooLarge = errors.New("response larger than the filter buffers")
 
 // filterBody buffers a JSON body (bounded), filters it and installs the
 // result with a corrected Content-Length.
-func (p *responsePlan) filterBody(resp *http.Response, ct, reqID string) error {
+func (p *responsePlan) filterBody(resp *http.Response, ct string, labelled bool, reqID string) error {
+	if !labelled {
+		// Looked up as JSON in the spec; if it is not JSON it passes, and
+		// so does one too large to check.
+		ct = "application/json"
+		if resp.ContentLength > p.maxBytes {
+			return nil
+		}
+	}
 	if resp.ContentLength > p.maxBytes {
 		p.oversize(resp, nil, reqID)
 		return nil
@@ -283,6 +299,10 @@ func (p *responsePlan) filterBody(resp *http.Response, ct, reqID string) error {
 		return err
 	}
 	if int64(len(data)) > p.maxBytes {
+		if !labelled {
+			p.passPrefix(resp, data)
+			return nil
+		}
 		p.oversize(resp, data, reqID)
 		return nil
 	}
@@ -320,6 +340,10 @@ func (p *responsePlan) filterBody(resp *http.Response, ct, reqID string) error {
 	*out = filtered[:0]
 	if ferr != nil {
 		responseBufs.Put(out)
+		if !labelled && !decoded {
+			p.install(resp, raw, data, false) // not JSON after all
+			return nil
+		}
 		if p.filter.Mode() != validate.Enforce {
 			p.log.Warn("response is not filterable JSON (passed)", "request_id", reqID, "api", p.api, "operation", p.op)
 			p.install(resp, raw, data, false)
@@ -384,6 +408,11 @@ func (p *responsePlan) oversize(resp *http.Response, prefix []byte, reqID string
 		return
 	}
 	p.log.Warn("response too large to filter, passed unfiltered", "request_id", reqID, "api", p.api, "operation", p.op)
+	p.passPrefix(resp, prefix)
+}
+
+// passPrefix puts back what was buffered ahead of the unread rest.
+func (p *responsePlan) passPrefix(resp *http.Response, prefix []byte) {
 	if prefix != nil {
 		resp.Body = struct {
 			io.Reader

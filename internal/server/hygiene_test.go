@@ -71,6 +71,19 @@ func newLeakyUpstream(t *testing.T) *leakyUpstream {
 			w.WriteHeader(http.StatusCreated)
 			io.WriteString(w, leakyOrderJSON)
 		default:
+			switch r.URL.Query().Get("label") {
+			case "none":
+				h["Content-Type"] = nil // no Content-Type, no sniffing
+			case "text":
+				h.Set("Content-Type", "text/plain; charset=utf-8")
+			}
+			if r.Header.Get("Range") != "" {
+				// A backend honouring Range would send part of the document.
+				h.Set("Content-Range", "bytes 0-39/*")
+				w.WriteHeader(http.StatusPartialContent)
+				io.WriteString(w, leakyOrderJSON[:40])
+				return
+			}
 			io.WriteString(w, leakyOrderJSON)
 		}
 	}))
@@ -193,9 +206,15 @@ func TestResponseFilteringEndToEnd(t *testing.T) {
 	g := startGateway(t, gwConfig{APIs: []apiConfig{shopAPI(up.srv.URL, shopHygiene)}})
 	leaks := []string{"password_hash", "internal_notes", "cost_price", "ssn", "078-05-1120", "N9qo8"}
 
-	for _, path := range []string{"/shop/v1/orders/3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e", "/shop/v1/orders", "/shop/v1/orders?gz=1"} {
+	one := "/shop/v1/orders/3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e"
+	for _, path := range []string{one, "/shop/v1/orders", "/shop/v1/orders?gz=1", one + "?label=none", one + "?label=text", one + "?range"} {
 		t.Run(path, func(t *testing.T) {
-			resp, body := g.get(t, g.h2, path)
+			var hdr http.Header
+			if strings.HasSuffix(path, "?range") {
+				// Range must not read around the filter.
+				hdr = http.Header{"Range": {"bytes=0-39"}}
+			}
+			resp, body := g.do(t, g.h2, http.MethodGet, path, reqOpts{header: hdr})
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d: %s", resp.StatusCode, body)
 			}

@@ -176,8 +176,18 @@ func (v *Request) Check(r *http.Request, pp Params) Result {
 			res.Violations = append(res.Violations, Violation{Pointer: ptr, Detail: detail})
 		}
 	}
-	if len(v.params) > 0 {
-		v.checkParams(r, pp, add)
+	var q url.Values
+	if r.URL.RawQuery != "" {
+		var err error
+		if q, err = url.ParseQuery(r.URL.RawQuery); err != nil {
+			// A query Go cannot parse (a ';' separator, a broken escape)
+			// is one the backend might read differently: refuse it rather
+			// than validate a different reading of it.
+			add("/query", "the query string is malformed")
+		}
+	}
+	if len(v.params) > 0 && (q != nil || r.URL.RawQuery == "") {
+		v.checkParams(r, pp, q, add)
 	}
 	data, tooLarge, err := v.readBody(r)
 	switch {
@@ -237,7 +247,10 @@ type readCloser struct {
 	io.Closer
 }
 
-func (v *Request) checkParams(r *http.Request, pp Params, add func(string, string)) {
+func (v *Request) checkParams(r *http.Request, pp Params, q url.Values, add func(string, string)) {
+	if q == nil {
+		q = url.Values{}
+	}
 	var path map[string]string
 	if pp != nil && pp.Len() > 0 {
 		path = make(map[string]string, pp.Len())
@@ -248,14 +261,6 @@ func (v *Request) checkParams(r *http.Request, pp Params, add func(string, strin
 			}
 			path[n] = val
 		}
-	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		// A query Go cannot parse (a ';' separator, a broken escape) is
-		// one the backend might parse differently: refuse it rather than
-		// validate a different reading of it.
-		add("/query", "the query string is malformed")
-		return
 	}
 	var in *openapi3filter.RequestValidationInput
 	ctx := context.Background()
