@@ -315,12 +315,16 @@ func (p *responsePlan) filterBody(resp *http.Response, ct string, labelled bool,
 	case "gzip", "x-gzip":
 		body, err = gunzipBounded(data, p.maxBytes)
 		if err != nil {
-			responseBufs.Put(raw)
-			if errors.Is(err, errTooLarge) && !p.oversizeFail {
-				resp.Body = io.NopCloser(bytes.NewReader(append([]byte(nil), data...)))
-				p.log.Warn("response too large to filter, passed unfiltered", "request_id", reqID, "api", p.api, "operation", p.op)
+			if !labelled || (errors.Is(err, errTooLarge) && !p.oversizeFail) {
+				// Not JSON-labelled (so likely not JSON), or too large
+				// with oversize: pass. The buffer stays with the body.
+				if labelled {
+					p.log.Warn("response too large to filter, passed unfiltered", "request_id", reqID, "api", p.api, "operation", p.op)
+				}
+				p.install(resp, raw, data, false)
 				return nil
 			}
+			responseBufs.Put(raw)
 			setProblem(resp, ProbUnfilterable, "The upstream response could not be checked.", reqID)
 			return nil
 		}
@@ -328,7 +332,16 @@ func (p *responsePlan) filterBody(resp *http.Response, ct string, labelled bool,
 	default:
 		// An encoding the gateway cannot read (br, zstd, deflate) cannot be
 		// filtered: the oversize policy decides, as for too large a body.
-		p.oversize(resp, data, reqID)
+		if labelled && p.oversizeFail {
+			responseBufs.Put(raw)
+			p.log.Warn("response in an encoding the filter cannot read, refused", "request_id", reqID, "api", p.api, "operation", p.op)
+			setProblem(resp, ProbUnfilterable, "The upstream response could not be checked.", reqID)
+			return nil
+		}
+		if labelled {
+			p.log.Warn("response in an encoding the filter cannot read, passed unfiltered", "request_id", reqID, "api", p.api, "operation", p.op)
+		}
+		p.install(resp, raw, data, false)
 		return nil
 	}
 	out := responseBufs.Get().(*[]byte)
@@ -340,7 +353,7 @@ func (p *responsePlan) filterBody(resp *http.Response, ct string, labelled bool,
 	*out = filtered[:0]
 	if ferr != nil {
 		responseBufs.Put(out)
-		if !labelled && !decoded {
+		if !labelled {
 			p.install(resp, raw, data, false) // not JSON after all
 			return nil
 		}

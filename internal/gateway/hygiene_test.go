@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/validate"
 )
 
 func plainPlan() *responsePlan {
@@ -94,4 +95,35 @@ func TestServerErrorReplaced(t *testing.T) {
 	if body, _ := io.ReadAll(resp.Body); string(body) != `{"error":"no such order"}` {
 		t.Errorf("4xx body changed: %s", body)
 	}
+}
+
+// TestUnreadableEncoding: a JSON body in an encoding the filter cannot
+// read is refused on a fail-closed API and passed whole otherwise.
+func TestUnreadableEncoding(t *testing.T) {
+	for _, fail := range []bool{true, false} {
+		p := plainPlan()
+		p.filter = validateFilterForTest(t)
+		p.oversizeFail = fail
+		resp := upstreamResponse(200, false, "\x1b\x2a\x00brotli-bytes")
+		resp.Header.Set("Content-Encoding", "br")
+		if err := p.modify(resp); err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if fail && resp.StatusCode != 502 {
+			t.Errorf("fail closed: status %d", resp.StatusCode)
+		}
+		if !fail && (resp.StatusCode != 200 || string(body) != "\x1b\x2a\x00brotli-bytes") {
+			t.Errorf("pass: %d %q", resp.StatusCode, body)
+		}
+	}
+}
+
+func validateFilterForTest(t *testing.T) *validate.ResponseFilter {
+	t.Helper()
+	f := validate.NewResponseFilter(nil, "GET", "/x", validate.Enforce, validate.NewDenyList([]string{"secret"}))
+	if f == nil {
+		t.Fatal("no filter")
+	}
+	return f
 }
