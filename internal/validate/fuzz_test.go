@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -27,6 +28,13 @@ func FuzzScanJSON(f *testing.F) {
 			}
 			if !utf8.Valid(data) {
 				t.Fatalf("scanner accepted invalid UTF-8 %q", data)
+			}
+			// The fast decoder agrees with encoding/json on what it accepts.
+			var want any
+			werr := json.Unmarshal(data, &want)
+			got, gerr := decodeJSON(data)
+			if (werr == nil) != (gerr == nil) || (werr == nil && !reflect.DeepEqual(got, want)) {
+				t.Fatalf("decodeJSON(%q) = %#v, %v; encoding/json: %#v, %v", data, got, gerr, want, werr)
 			}
 		}
 	})

@@ -3,7 +3,6 @@ package validate
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -215,11 +214,24 @@ func (v *Request) readBody(r *http.Request) (data []byte, tooLarge bool, err err
 	if r.ContentLength > v.opts.MaxBodyBytes {
 		return nil, true, nil
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, bodyCap(r.ContentLength)))
-	_, err = buf.ReadFrom(io.LimitReader(r.Body, v.opts.MaxBodyBytes+1))
-	data = buf.Bytes()
-	if err != nil {
-		return nil, false, err
+	if r.ContentLength > 0 {
+		// Known length: one exact allocation, then make sure nothing
+		// follows (a body longer than announced is a framing error).
+		data = make([]byte, r.ContentLength)
+		if _, err = io.ReadFull(r.Body, data); err != nil {
+			return nil, false, err
+		}
+		var one [1]byte
+		if n, _ := r.Body.Read(one[:]); n > 0 {
+			return nil, false, io.ErrUnexpectedEOF
+		}
+	} else {
+		buf := bytes.NewBuffer(make([]byte, 0, 512))
+		_, err = buf.ReadFrom(io.LimitReader(r.Body, v.opts.MaxBodyBytes+1))
+		data = buf.Bytes()
+		if err != nil {
+			return nil, false, err
+		}
 	}
 	if int64(len(data)) > v.opts.MaxBodyBytes {
 		r.Body = readCloser{io.MultiReader(bytes.NewReader(data), r.Body), r.Body}
@@ -233,13 +245,6 @@ func (v *Request) readBody(r *http.Request) (data []byte, tooLarge bool, err err
 		r.Body = http.NoBody
 	}
 	return data, false, nil
-}
-
-func bodyCap(cl int64) int {
-	if cl > 0 && cl < 1<<20 {
-		return int(cl) + 1
-	}
-	return 512
 }
 
 type readCloser struct {
@@ -342,8 +347,8 @@ func (v *Request) checkBody(r *http.Request, data []byte, add func(string, strin
 	if mt.Schema == nil || mt.Schema.Value == nil {
 		return 0, ""
 	}
-	var val any
-	if err := json.Unmarshal(data, &val); err != nil {
+	val, err := decodeJSON(data)
+	if err != nil {
 		add("/body", "the body is not well-formed JSON")
 		return http.StatusBadRequest, "malformed_json"
 	}
