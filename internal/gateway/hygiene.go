@@ -455,6 +455,28 @@ func gunzipBounded(data []byte, max int64) ([]byte, error) {
 // or filtering needs schemas. A spec kin-openapi refuses is a config error
 // at the spec's file (and line when known).
 func loadValidationDoc(rep *config.Reporter, ac config.API, ptr string, spec *registry.Spec) (*validate.Document, bool) {
+	// A mistyped operationId in an override would silently leave the
+	// operation on the API's defaults.
+	known := map[string]bool{}
+	for _, o := range spec.Operations {
+		known[o.ID] = true
+	}
+	bad := false
+	for id := range ac.Validate.Operations {
+		if !known[id] {
+			rep.Errorf(ptr+"/validate/operations/"+id, "no operation %q in the spec %s", id, spec.File)
+			bad = true
+		}
+	}
+	for id := range ac.Response.Operations {
+		if !known[id] {
+			rep.Errorf(ptr+"/response/operations/"+id, "no operation %q in the spec %s", id, spec.File)
+			bad = true
+		}
+	}
+	if bad {
+		return nil, false
+	}
 	if !needsSchemas(ac) {
 		return nil, true
 	}

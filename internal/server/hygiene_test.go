@@ -330,6 +330,12 @@ func TestSpecRejectedByValidatorIsConfigError(t *testing.T) {
 	if s := status(t, g, "/billing/v1/invoices"); s != 200 {
 		t.Errorf("old config not serving: %d", s)
 	}
+	// A mistyped operationId in an override is an error, not a silent default.
+	cfg.APIs[0].APIExtra = "    response: {operations: {getInvoce: {filter: off}}}\n"
+	writeFileAtomic(t, g.cfgPath, cfg.render())
+	if err := g.srv.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "getInvoce") {
+		t.Fatalf("reload error %v does not name the unknown operation", err)
+	}
 }
 
 func itoa(n int) string {
