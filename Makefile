@@ -27,6 +27,7 @@ test:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/route/
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/bench/
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/validate/
 	$(GO) run ./internal/bench/cmd/gatehouse-bench $(BENCHFLAGS)
 
 # A short run of every fuzz target (FUZZTIME each).

@@ -34,7 +34,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 		t.Fatalf("go build gatehouse: %v\n%s", err, out)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	var log strings.Builder
 	rep, err := Run(ctx, Options{
@@ -50,7 +50,8 @@ func TestHarnessEndToEnd(t *testing.T) {
 		names = append(names, s.Target)
 	}
 	if got := strings.Join(names, ","); got != "bare-http,gatehouse-http,bare-http+apikey,gatehouse-apikey,bare-http+jwt,gatehouse-jwt,bare-tls,gatehouse-tls,"+
-		"bare-http+rl-local,gatehouse-ratelimit-local,bare-http+waf-path,gatehouse-waf-p1,naive-waf-p1,gatehouse-waf-p1-vs-naive" {
+		"bare-http+rl-local,gatehouse-ratelimit-local,bare-http+waf-path,gatehouse-waf-p1,naive-waf-p1,gatehouse-waf-p1-vs-naive,"+
+		"bare-http+validate,gatehouse-validate,bare-http+filter,gatehouse-filter" {
 		t.Fatalf("targets: %s", got)
 	}
 	// Each auth target answered 200 with its credential (the probe before
@@ -72,10 +73,11 @@ func TestHarnessEndToEnd(t *testing.T) {
 	for _, run := range rep.Runs {
 		pairs[run.Target] = run.Pair
 	}
-	if len(rep.Runs) != 14 || pairs["bare-http+jwt"] != "gatehouse-jwt" || pairs["bare-http+apikey"] != "gatehouse-apikey" ||
+	if len(rep.Runs) != 18 || pairs["bare-http+jwt"] != "gatehouse-jwt" || pairs["bare-http+apikey"] != "gatehouse-apikey" ||
 		pairs["bare-http"] != "gatehouse-http" || pairs["bare-tls"] != "gatehouse-tls" || pairs["bare-http+rl-local"] != "gatehouse-ratelimit-local" ||
-		pairs["bare-http+waf-path"] != "gatehouse-waf-p1" || pairs["naive-waf-p1"] != "gatehouse-waf-p1-vs-naive" {
-		t.Errorf("want 14 windows in 7 pairs, got %d: %v", len(rep.Runs), pairs)
+		pairs["bare-http+waf-path"] != "gatehouse-waf-p1" || pairs["naive-waf-p1"] != "gatehouse-waf-p1-vs-naive" ||
+		pairs["bare-http+validate"] != "gatehouse-validate" || pairs["bare-http+filter"] != "gatehouse-filter" {
+		t.Errorf("want 18 windows in 9 pairs, got %d: %v", len(rep.Runs), pairs)
 	}
 	for _, s := range rep.Targets {
 		if s.Requests <= 0 || s.Errors != 0 || s.Non200 != 0 {
@@ -92,10 +94,15 @@ func TestHarnessEndToEnd(t *testing.T) {
 			t.Errorf("ratio %+v: want one paired round", ra)
 		}
 	}
-	if got := strings.Join(ratios, ","); got != "gatehouse-http,gatehouse-apikey,gatehouse-jwt,gatehouse-tls,gatehouse-waf-p1,gatehouse-waf-p1-vs-naive,gatehouse-ratelimit-local" || len(rep.Checks) != 14 {
-		t.Errorf("want HTTP, API key, JWT, TLS, rate-limit and WAF ratios and 14 checks, got %s, %+v", got, rep.Checks)
+	if got := strings.Join(ratios, ","); got != "gatehouse-http,gatehouse-apikey,gatehouse-jwt,gatehouse-tls,gatehouse-waf-p1,gatehouse-waf-p1-vs-naive,gatehouse-ratelimit-local,gatehouse-validate,gatehouse-filter" || len(rep.Checks) != 18 {
+		t.Errorf("want HTTP, API key, JWT, TLS, WAF, rate-limit, validate and filter ratios and 18 checks, got %s, %+v", got, rep.Checks)
 	}
 	for _, c := range rep.Checks {
+		if c.Name == "throughput ratio" && ((c.Target == "gatehouse-validate" && c.Limit != TargetValidateThroughputRatio) ||
+			(c.Target == "gatehouse-filter" && c.Limit != TargetFilterThroughputRatio) ||
+			((c.Target == "gatehouse-validate" || c.Target == "gatehouse-filter") && c.Informational)) {
+			t.Errorf("hygiene throughput check %+v", c)
+		}
 		if c.Name == "throughput ratio" && (c.Target == "gatehouse-apikey" || c.Target == "gatehouse-jwt") &&
 			(c.Limit != TargetAuthThroughputRatio || c.Informational) {
 			t.Errorf("auth throughput check %+v: want a %.2f target", c, TargetAuthThroughputRatio)

@@ -119,6 +119,13 @@ type target struct {
 	// pair is the comparison a window belongs to, named by its Gatehouse
 	// target (set by roundOrder).
 	pair string
+	// method and body (POST with a JSON body for the validate target),
+	// extra headers sent with every request, and check, which judges the
+	// probe's 200 body instead of comparing it with UpstreamBody
+	// (hygiene.go).
+	method, body string
+	extra        []header
+	check        func([]byte) error
 }
 
 // pairing is one comparison: a Gatehouse target and the bare target its
@@ -327,6 +334,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	ghWAFNaive := ghWAF
 	ghWAFNaive.name = "gatehouse-waf-p1-vs-naive"
 	pairs = append(pairs, pairing{bareWAF, ghWAF}, pairing{naiveWAF, ghWAFNaive})
+	pairs = append(pairs, hygienePairs(bareHTTP, ghHTTP, gp)...)
 	if auth != nil {
 		// Each auth target's bare windows send the same credential header
 		// to the same bare proxy, which passes it through unread (as
@@ -383,7 +391,13 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := probe(ctx, t.url, roots, hdrs); err != nil {
+			probeErr := error(nil)
+			if t.method != "" || t.check != nil || len(t.extra) > 0 {
+				probeErr = probeRequest(ctx, t, roots, hdrs)
+			} else {
+				probeErr = probe(ctx, t.url, roots, hdrs)
+			}
+			if err := probeErr; err != nil {
 				return nil, fmt.Errorf("%s does not answer 200 with the upstream's body, so there is nothing to measure: %w\n%s",
 					t.name, err, t.proc.logTail(10))
 			}
@@ -434,7 +448,8 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		if err != nil {
 			return loadResult{}, err
 		}
-		s := loadSpec{URL: t.url, Connections: o.Connections, Threads: o.Threads, Duration: d, RootCAs: roots, Headers: hdrs}
+		s := loadSpec{URL: t.url, Connections: o.Connections, Threads: o.Threads, Duration: d, RootCAs: roots,
+			Headers: append(append([]header(nil), t.extra...), hdrs...), Method: t.method, Body: t.body}
 		if loadgen == "wrk" {
 			return runWrk(ctx, wrkPath, s)
 		}
@@ -650,6 +665,11 @@ apis:
     limits:
       - {per: ip, rate: 1000000000/s}
 `, spec, upstream, rateLimitBasePath)
+	hy, err := hygieneConfigAPIs(dir, upstream)
+	if err != nil {
+		return "", err
+	}
+	cfg += hy
 	if auth != nil {
 		cfg += auth.configAPIs(spec, upstream) + auth.configSections()
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -23,6 +24,8 @@ type loadSpec struct {
 	// Headers are sent with every request (a credential for the auth
 	// targets), in order.
 	Headers []header
+	// Method (GET when empty) and Body are the request's.
+	Method, Body string
 }
 
 // header is one request header field.
@@ -86,7 +89,11 @@ func runBuiltin(ctx context.Context, s loadSpec) loadResult {
 				ResponseHeaderTimeout: 10 * time.Second,
 			}
 			defer tr.CloseIdleConnections()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
+			method := s.Method
+			if method == "" {
+				method = http.MethodGet
+			}
+			req, err := http.NewRequestWithContext(ctx, method, s.URL, nil)
 			if err != nil {
 				o.errors++
 				o.errs = append(o.errs, err.Error())
@@ -96,6 +103,9 @@ func runBuiltin(ctx context.Context, s loadSpec) loadResult {
 				req.Header.Add(h.Name, h.Value)
 			}
 			for n := 0; n < maxRequestsPerConn && time.Now().Before(deadline) && ctx.Err() == nil; n++ {
+				if s.Body != "" {
+					req.Body, req.ContentLength = io.NopCloser(strings.NewReader(s.Body)), int64(len(s.Body))
+				}
 				t0 := time.Now()
 				// RoundTrip, not http.Client: no redirect following (a 3xx
 				// must count as a failure) and no per-request timer.

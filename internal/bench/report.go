@@ -32,6 +32,8 @@ var comparisons = []struct{ target, label string }{
 	{"gatehouse-waf-p1-vs-naive", "WAF p1 vs Coraza WrapHandler"},
 	{"gatehouse-ratelimit-local", "rate limit (local)"},
 	{"gatehouse-ratelimit-redis", "rate limit (Redis)"},
+	{"gatehouse-validate", "validate"},
+	{"gatehouse-filter", "filter"},
 }
 
 // Report is the outcome of a Run; it marshals to the -json output.
@@ -206,7 +208,8 @@ func (r *Report) summarize() {
 	// Keep the canonical target order whatever order the rounds ran in.
 	canonical := []string{"bare-http", "gatehouse-http", "bare-http+apikey", "gatehouse-apikey", "bare-http+jwt", "gatehouse-jwt",
 		"bare-tls", "gatehouse-tls", "bare-http+rl-local", "gatehouse-ratelimit-local", "bare-http+rl-redis", "gatehouse-ratelimit-redis",
-		"bare-http+waf-path", "gatehouse-waf-p1", "naive-waf-p1", "gatehouse-waf-p1-vs-naive"}
+		"bare-http+waf-path", "gatehouse-waf-p1", "naive-waf-p1", "gatehouse-waf-p1-vs-naive",
+		"bare-http+validate", "gatehouse-validate", "bare-http+filter", "gatehouse-filter"}
 	slices.SortStableFunc(order, func(a, b string) int {
 		return rank(canonical, a) - rank(canonical, b)
 	})
@@ -240,6 +243,10 @@ func (r *Report) summarize() {
 			p99Info = true
 		case "gatehouse-ratelimit-redis":
 			tput, p99Info = TargetRedisLimitThroughputRatio, true
+		case "gatehouse-validate":
+			tput, p99Info = TargetValidateThroughputRatio, true
+		case "gatehouse-filter":
+			tput, p99Info = TargetFilterThroughputRatio, true
 		}
 		r.Checks = append(r.Checks,
 			Check{Name: "throughput ratio", Target: ra.Target, Protocol: ra.Protocol, Value: ra.Throughput, Op: ">=", Limit: tput,

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -100,9 +101,17 @@ func upstreamHandler() http.Handler {
 	body := []byte(UpstreamBody)
 	ct := []string{"application/json"}
 	cl := []string{strconv.Itoa(len(body))}
+	large := []byte(LargeBody)
+	largeCL := []string{strconv.Itoa(len(large))}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h["Content-Type"] = ct
+		if strings.Contains(r.URL.Path, "/large/") {
+			// The filter target's ~2 KB body (hygiene.go).
+			h["Content-Length"] = largeCL
+			_, _ = w.Write(large)
+			return
+		}
 		h["Content-Length"] = cl
 		_, _ = w.Write(body)
 	})

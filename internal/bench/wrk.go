@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -28,6 +29,15 @@ func runWrk(ctx context.Context, wrk string, s loadSpec) (loadResult, error) {
 	for _, h := range s.Headers {
 		args = append(args, "-H", h.Name+": "+h.Value)
 		shown = append(shown, "-H", h.Name+": [redacted]")
+	}
+	if s.Method != "" || s.Body != "" {
+		script, err := wrkScript(s.Method, s.Body)
+		if err != nil {
+			return loadResult{}, err
+		}
+		defer os.Remove(script)
+		args = append(args, "-s", script)
+		shown = append(shown, "-s", script)
 	}
 	args = append(args, s.URL)
 	shown = append(shown, s.URL)
@@ -121,4 +131,18 @@ func parseWrk(out string) (loadResult, error) {
 		}
 	}
 	return r, nil
+}
+
+// wrkScript writes a Lua script setting wrk's method and body.
+func wrkScript(method, body string) (string, error) {
+	f, err := os.CreateTemp("", "gatehouse-bench-*.lua")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if method == "" {
+		method = "GET"
+	}
+	_, err = fmt.Fprintf(f, "wrk.method = %q\nwrk.body = %q\n", method, body)
+	return f.Name(), err
 }

@@ -46,6 +46,9 @@ type Config struct {
 	Governance Governance `yaml:"governance"`
 	Detection  Detection  `yaml:"detection"`
 
+	// Response is the response hygiene applied to every API (hygiene.go).
+	Response ResponsePolicy `yaml:"response"`
+
 	// Files are the files this config was loaded from, in load order.
 	Files []string `yaml:"-"`
 	// Dir is the data directory default base (the first file's directory).
@@ -196,6 +199,11 @@ type API struct {
 	// does not declare to the upstream, for discovery to record. Only for
 	// an API whose one policy is a non-public "*" (see gateway/passthrough.go).
 	ObserveUnregistered bool `yaml:"observe_unregistered"`
+
+	// Validate checks requests against the spec; Response filters what
+	// leaves (hygiene.go).
+	Validate Validation  `yaml:"validate"`
+	Response APIResponse `yaml:"response"`
 
 	// Line is where this API was declared, for later error messages.
 	File string `yaml:"-"`

@@ -94,6 +94,7 @@ func applyDefaults(c *Config, rep *Reporter) {
 		}
 		a.Route.Host = strings.ToLower(a.Route.Host)
 	}
+	applyHygieneDefaults(c)
 }
 
 func setDur(d *Duration, def time.Duration) {
@@ -195,6 +196,7 @@ func validate(c *Config, rep *Reporter) {
 	}
 	validateIdentity(c, rep)
 	validateRateLimits(c, rep)
+	validateHygiene(c, rep)
 }
 
 func validateAPI(rep *Reporter, i int, a *API, seen map[string]int) {

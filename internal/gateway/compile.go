@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/registry"
 	"github.com/gatehouse/gatehouse/internal/route"
+	"github.com/gatehouse/gatehouse/internal/validate"
 	"github.com/gatehouse/gatehouse/internal/waf"
 )
 
@@ -66,6 +67,11 @@ type Operation struct {
 	limits   []opLimit // rate limits, all of which must pass
 	// policyHeader is the RateLimit-Policy value of limits.
 	policyHeader string
+	// validator checks requests against the spec (nil: validation off);
+	// proxy is the upstream's proxy with this operation's response
+	// handling (hygiene.go).
+	validator *validate.Request
+	proxy     *httputil.ReverseProxy
 }
 
 // upstream is one API's backend.
@@ -153,6 +159,10 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 			// unreachable, not merely discouraged.
 			continue
 		}
+		doc, ok := loadValidationDoc(rep, ac, ptr, spec)
+		if !ok {
+			continue
+		}
 		target, _ := url.Parse(ac.Upstream) // validated at load
 		up := g.newUpstream(rt, ac, target)
 		up.ipAllow, up.ipDeny = config.ParsePrefixes(ac.IPAllow), config.ParsePrefixes(ac.IPDeny)
@@ -184,6 +194,7 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 				auth: auth, policy: policies.For(o.ID), waf: wafs[o.ID],
 				limits: lims, policyHeader: policyHeaderOf(lims),
 			}
+			g.compileHygiene(rep, cfg, ac, ptr, doc, o, op)
 			routes = append(routes, route.Route{Host: ac.Route.Host, Method: o.Method, Path: full, Handler: op})
 			origins = append(origins, routeOrigin{ptr: ptr + "/spec", file: spec.File, line: o.Line,
 				name: fmt.Sprintf("operation %s of API %s %s", o.ID, ac.Name, ac.Version)})

@@ -109,7 +109,7 @@ var callPool = sync.Pool{New: func() any { return new(call) }}
 
 // ServeHTTP runs the pipeline:
 //
-//	listener → route → waf (IP lists, CRS) → authn → revoked → authz → limit (in-flight cap) → [validate] → proxy → [filter → audit]
+//	listener → route → waf (IP lists, CRS) → authn → revoked → authz → limit (rate limits, quotas, in-flight cap) → validate → proxy → filter → [audit]
 //
 // The bracketed stages arrive with later features; each stage that says no
 // ends the request with a problem response naming its stage and reason.
@@ -317,6 +317,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer up.inFlight.Add(-1)
 	}
 
+	// 8. validate: the request against the operation's OpenAPI schema.
+	if op.validator != nil && !g.validateRequest(sw, r, c, op) {
+		return
+	}
+
 	// 9. proxy: the body is bounded while it streams to the upstream.
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(sw, r.Body, rt.maxBody)
@@ -330,7 +335,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	prepareUpstream(r, up, c)
 	defer g.countAbort(c, op)
-	up.proxy.ServeHTTP(sw, r)
+	op.proxy.ServeHTTP(sw, r) // 10. filter response: in its ModifyResponse (hygiene.go)
 }
 
 // deny ends the request with a problem and records the stage and reason.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/gatehouse/gatehouse/internal/validate"
 )
 
 // ProblemBase prefixes every problem type URI. Types are stable: clients may
@@ -19,6 +21,8 @@ type Problem struct {
 	Detail    string `json:"detail,omitempty"`
 	Instance  string `json:"instance,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
+	// Errors lists request validation failures, one per violation.
+	Errors []validate.Violation `json:"errors,omitempty"`
 }
 
 // Stable problem kinds, with their status and title.
