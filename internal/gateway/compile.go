@@ -201,7 +201,7 @@ func (g *Gateway) Compile(l *config.Loaded) (*Runtime, error) {
 			rt.routeHosts[canonicalRouteHost(ac.Route.Host)] = true
 		}
 		if ac.ObserveUnregistered {
-			if pt := g.compilePassthrough(rep, ptr, ac, api, up, auth); pt != nil {
+			if pt := g.compilePassthrough(rep, cfg, ptr, ac, api, up, auth); pt != nil {
 				rt.passthrough = append(rt.passthrough, pt)
 			}
 		}

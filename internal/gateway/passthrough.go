@@ -30,7 +30,7 @@ type passthroughRoute struct {
 
 // compilePassthrough checks an observe_unregistered API and builds its
 // passthrough route, or reports why it cannot have one.
-func (g *Gateway) compilePassthrough(rep *config.Reporter, ptr string, ac config.API, api *registry.API, up *upstream, auth *apiAuth) *passthroughRoute {
+func (g *Gateway) compilePassthrough(rep *config.Reporter, cfg *config.Config, ptr string, ac config.API, api *registry.API, up *upstream, auth *apiAuth) *passthroughRoute {
 	if len(ac.Policies) != 1 || ac.Policies[0].Operation != "*" || ac.Policies[0].Public {
 		rep.Errorf(ptr+"/observe_unregistered", "observe_unregistered needs the API's only policy to be a non-public \"*\" policy: "+
 			"forwarded paths may reach declared operations under other spellings, so every operation must be guarded alike")
@@ -38,12 +38,12 @@ func (g *Gateway) compilePassthrough(rep *config.Reporter, ptr string, ac config
 	}
 	pols, _ := authz.Compile(ac, []string{UnregisteredOperation}, ptr) // problems were reported with the API's own
 	base := strings.TrimSuffix(ac.Route.BasePath, "/")
-	return &passthroughRoute{
-		host: canonicalRouteHost(ac.Route.Host),
-		base: base,
-		op: &Operation{API: api, ID: UnregisteredOperation, Method: "*", Template: base + "/{unregistered}",
-			series: g.seriesFor(ac.Name, UnregisteredOperation), upstream: up, auth: auth, policy: pols.For(UnregisteredOperation)},
-	}
+	op := &Operation{API: api, ID: UnregisteredOperation, Method: "*", Template: base + "/{unregistered}",
+		series: g.seriesFor(ac.Name, UnregisteredOperation), upstream: up, auth: auth, policy: pols.For(UnregisteredOperation)}
+	// No schema documents these paths: header scrubbing, deny_fields and
+	// 5xx replacement apply, documented filtering cannot.
+	op.proxy = up.operationProxy(newResponsePlan(cfg, ac, nil, UnregisteredOperation, "*", base+"/{unregistered}", g.log))
+	return &passthroughRoute{host: canonicalRouteHost(ac.Route.Host), base: base, op: op}
 }
 
 // passthroughFor returns the passthrough operation for a path no route
