@@ -60,6 +60,7 @@ Configuration is one YAML file (or a folder of them); see 'gatehouse config sche
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error (JSON logs go to stderr)")
 	root.AddCommand(newServeCmd(), newVersionCmd(), newConfigCmd())
 	root.AddCommand(newKeysCmd())
+	root.AddCommand(newLogsCmd())
 	return root
 }
 

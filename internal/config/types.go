@@ -38,6 +38,8 @@ type Config struct {
 
 	APIs []API `yaml:"apis"`
 
+	Audit Audit `yaml:"audit"`
+
 	// Files are the files this config was loaded from, in load order.
 	Files []string `yaml:"-"`
 	// Dir is the data directory default base (the first file's directory).

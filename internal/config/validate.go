@@ -72,6 +72,7 @@ func applyDefaults(c *Config, rep *Reporter) {
 		c.Store.SQLite = resolvePath(rep.Src, "/store/sqlite", c.Store.SQLite)
 	}
 	applyIdentityDefaults(c, rep)
+	applyAuditDefaults(c, rep)
 	for i := range c.APIs {
 		a := &c.APIs[i]
 		ptr := fmt.Sprintf("/apis/%d", i)
@@ -112,6 +113,7 @@ func resolvePath(src Sources, ptr, p string) string {
 
 // validate checks what the schema cannot express. It reports every problem.
 func validate(c *Config, rep *Reporter) {
+	validateAudit(c, rep)
 	checkAddr(rep, "/listen/https", c.Listen.HTTPS)
 	if c.Listen.HTTP != "" {
 		checkAddr(rep, "/listen/http", c.Listen.HTTP)

@@ -29,6 +29,8 @@ type Gateway struct {
 
 	id *Identity
 
+	audit *auditHook // nil: no audit trail
+
 	mu         sync.Mutex
 	transports map[transportKey]*http.Transport
 	series     map[string]*metrics.OperationSeries
@@ -72,6 +74,11 @@ type call struct {
 	params       route.Params
 	principal    *authn.Principal
 	vals         []string // header values set by the gateway (fresh per request)
+	// audit trail
+	req     *http.Request
+	start   time.Time
+	op      *Operation
+	audited bool
 }
 
 var callPool = sync.Pool{New: func() any { return new(call) }}
@@ -89,6 +96,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	*c = call{}
 	sw := statusWriterPool.Get().(*statusWriter)
 	sw.ResponseWriter, sw.status, sw.wrote, sw.call = w, 0, false, c
+	sw.g, sw.bytes, sw.failed = nil, 0, false
+	if g.audit != nil {
+		sw.g, c.req, c.start = g, r, start
+	}
 	g.metrics.InFlight.Inc()
 	var op *Operation
 	defer func() {
@@ -162,6 +173,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op = res.Handler.(*Operation)
+	c.op = op
 	c.api, c.operation = op.API.Config.Name, op.ID
 	up := op.upstream
 
@@ -250,7 +262,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer up.inFlight.Add(-1)
 	}
 
-	// 9. proxy: the body is bounded while it streams to the upstream.
+	// 9. proxy: durable audit fails closed before the upstream acts.
+	if g.auditUnavailable() {
+		g.deny(sw, c, ProbUnavailable, "audit", "unavailable", "The request could not be recorded and was not served.")
+		return
+	}
+	// The body is bounded while it streams to the upstream.
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(sw, r.Body, rt.maxBody)
 	}
@@ -279,6 +296,10 @@ func (g *Gateway) record(c *call, op *Operation, sw *statusWriter, start time.Ti
 	}
 	if status == 0 {
 		status = http.StatusOK
+	}
+	g.auditAtEnd(c, sw, status)
+	if sw.failed {
+		status = sw.status
 	}
 	if c.denyStage != "" {
 		g.metrics.Denials.WithLabelValues(c.denyStage, c.denyReason).Inc()
@@ -407,22 +428,40 @@ type statusWriter struct {
 	status int
 	wrote  bool
 	call   *call // the request's state, for the proxy's error handler
+	// audit trail: g is set when a durable commit may be needed
+	g      *Gateway
+	bytes  int64
+	failed bool // the audit write failed: a 503 replaced the response
 }
 
 var statusWriterPool = sync.Pool{New: func() any { return new(statusWriter) }}
 
 func (s *statusWriter) WriteHeader(code int) {
+	if s.failed {
+		return
+	}
 	if !s.wrote && code >= 200 {
+		if s.g != nil && s.g.audit.durable && !s.call.audited && !s.commitBeforeHeaders(code) {
+			return
+		}
 		s.status, s.wrote = code, true
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.failed {
+		return len(b), nil
+	}
 	if !s.wrote {
+		if s.g != nil && s.g.audit.durable && !s.call.audited && !s.commitBeforeHeaders(http.StatusOK) {
+			return len(b), nil
+		}
 		s.status, s.wrote = http.StatusOK, true
 	}
-	return s.ResponseWriter.Write(b)
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
 }
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

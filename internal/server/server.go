@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/admin"
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/gateway"
 	"github.com/gatehouse/gatehouse/internal/metrics"
@@ -62,6 +63,9 @@ type Server struct {
 	cancel                 context.CancelFunc
 	done                   chan struct{}
 	errc                   chan error
+
+	auditW   *audit.Writer
+	auditIdx *auditIndex
 }
 
 // Start loads the config and starts every listener. It returns once the
@@ -106,6 +110,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.startCfg = cfg
+	if err := s.startAudit(cfg); err != nil {
+		s.cancel()
+		s.store.Close()
+		return nil, err
+	}
 
 	s.admin = admin.New(admin.Options{Metrics: s.metrics, Store: s.store, Ready: s.ready.Load, Reload: s.Reload,
 		Revoke: s.revocations.Revoke,
@@ -115,7 +124,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 				return k
 			}
 			return nil
-		})})
+		}),
+		Audit: s.adminAudit(), AuditQuery: s.store.QueryAudit})
 	tok, err := adminToken(cfg.Admin)
 	if err != nil {
 		s.store.Close()
@@ -368,6 +378,7 @@ func (s *Server) Close() {
 		go func() { defer wg.Done(); _ = srv.Shutdown(ctx) }()
 	}
 	wg.Wait()
+	s.closeAudit()
 	if s.cancel != nil {
 		s.cancel()
 	}

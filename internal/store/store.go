@@ -30,6 +30,7 @@ type Store interface {
 	RegistryStore
 	CredentialStore
 	RevocationStore
+	AuditStore
 }
 
 // RegistryStore keeps the API inventory as it was last loaded from config.
