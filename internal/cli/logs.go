@@ -25,6 +25,9 @@ func newLogsCmd() *cobra.Command {
 		Long: `The audit trail is a directory of hash-chained JSON Lines segments with
 Ed25519-signed checkpoints (see docs/audit.md). 'verify' checks it offline
 against the public key; 'query' searches the index the server keeps in its store.`,
+		Example: `  gatehouse logs keygen --out secrets/
+  gatehouse logs verify data/audit --key secrets/gatehouse-audit.pub
+  gatehouse logs query -c gatehouse.yaml --consumer acme-billing --since 1h`,
 	}
 	cmd.AddCommand(newLogsKeygenCmd(), newLogsVerifyCmd(), newLogsQueryCmd())
 	return cmd

@@ -103,7 +103,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"credentials", "goose_db_version", "registry_apis", "registry_snapshots", "revocations"}
+	want := []string{"audit_index_position", "audit_records", "credentials", "goose_db_version", "registry_apis", "registry_snapshots", "revocations"}
 	if !slices.Equal(tables, want) {
 		t.Fatalf("tables in %s = %v, want %v", schema, tables, want)
 	}

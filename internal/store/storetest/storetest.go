@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Registry", registryTests},
 		{"Credentials", credentialTests},
 		{"Revocations", revocationTests},
+		{"Audit", auditTests},
 		{"Context", []test{{"canceled", testCanceled}, {"deadline", testDeadline}}},
 		{"Concurrency", concurrencyTests},
 	}
