@@ -94,6 +94,15 @@ func recoverTail(dir string) (tailState, error) {
 		if err != nil {
 			return st, err
 		}
+		if fi.Size() == 0 {
+			// Created but never written (a crash right after rotation, or
+			// a path an operator prepared): the writer reuses it, so the
+			// numbering stays gapless. Not read: it may be a device.
+			if i == len(segs)-1 {
+				st.segments = segs[i].n - 1
+			}
+			continue
+		}
 		if !fi.Mode().IsRegular() {
 			return st, fmt.Errorf("audit segment %s is not a regular file", segs[i].path)
 		}
