@@ -82,7 +82,7 @@ func TestAuditTrailRecordsRequestsAndAdminActions(t *testing.T) {
 
 			// Allowed, with a secret in the query; denied at routing.
 			req, _ := http.NewRequest("GET", g.base()+"/orders/v1/orders/42?access_token=s3cr3t-value&expand=items", nil)
-			req.Header.Set("User-Agent", "audit-e2e\n\"forged\":1")
+			req.Header.Set("User-Agent", "audit-e2e\t\"forged\":1")
 			resp, err := g.h1.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -127,7 +127,7 @@ func TestAuditTrailRecordsRequestsAndAdminActions(t *testing.T) {
 			}
 			for k, want := range map[string]any{"type": "request", "api": "orders", "version": "v1", "method": "GET",
 				"path": "/orders/v1/orders/42?access_token&expand", "path_template": "/orders/v1/orders/{orderId}",
-				"status": float64(200), "decision": "allow", "client_ip": "127.0.0.1", "user_agent": "audit-e2e\n\"forged\":1"} {
+				"status": float64(200), "decision": "allow", "client_ip": "127.0.0.1", "user_agent": "audit-e2e\t\"forged\":1"} {
 				if a[k] != want {
 					t.Errorf("allowed record %s = %#v, want %#v", k, a[k], want)
 				}
