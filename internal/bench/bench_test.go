@@ -49,7 +49,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 	for _, s := range rep.Targets {
 		names = append(names, s.Target)
 	}
-	if got := strings.Join(names, ","); got != "bare-http,gatehouse-http,bare-http+apikey,gatehouse-apikey,bare-http+jwt,gatehouse-jwt,bare-tls,gatehouse-tls" {
+	if got := strings.Join(names, ","); got != "bare-http,gatehouse-http,bare-http+apikey,gatehouse-apikey,bare-http+jwt,gatehouse-jwt,bare-tls,gatehouse-tls,bare-http+audit-buffered,audit-buffered,bare-http+audit-durable,audit-durable" {
 		t.Fatalf("targets: %s", got)
 	}
 	// Each auth target answered 200 with its credential (the probe before
@@ -71,9 +71,9 @@ func TestHarnessEndToEnd(t *testing.T) {
 	for _, run := range rep.Runs {
 		pairs[run.Target] = run.Pair
 	}
-	if len(rep.Runs) != 8 || pairs["bare-http+jwt"] != "gatehouse-jwt" || pairs["bare-http+apikey"] != "gatehouse-apikey" ||
+	if len(rep.Runs) != 12 || pairs["bare-http+audit-buffered"] != "audit-buffered" || pairs["bare-http+audit-durable"] != "audit-durable" || pairs["bare-http+jwt"] != "gatehouse-jwt" || pairs["bare-http+apikey"] != "gatehouse-apikey" ||
 		pairs["bare-http"] != "gatehouse-http" || pairs["bare-tls"] != "gatehouse-tls" {
-		t.Errorf("want 8 windows in 4 pairs, got %d: %v", len(rep.Runs), pairs)
+		t.Errorf("want 12 windows in 6 pairs, got %d: %v", len(rep.Runs), pairs)
 	}
 	for _, s := range rep.Targets {
 		if s.Requests <= 0 || s.Errors != 0 || s.Non200 != 0 {
@@ -90,8 +90,8 @@ func TestHarnessEndToEnd(t *testing.T) {
 			t.Errorf("ratio %+v: want one paired round", ra)
 		}
 	}
-	if got := strings.Join(ratios, ","); got != "gatehouse-http,gatehouse-apikey,gatehouse-jwt,gatehouse-tls" || len(rep.Checks) != 8 {
-		t.Errorf("want HTTP, API key, JWT and TLS ratios and 8 checks, got %s, %+v", got, rep.Checks)
+	if got := strings.Join(ratios, ","); got != "gatehouse-http,gatehouse-apikey,gatehouse-jwt,gatehouse-tls,audit-buffered,audit-durable" || len(rep.Checks) != 12 {
+		t.Errorf("want HTTP, API key, JWT, TLS and audit ratios and 12 checks, got %s, %+v", got, rep.Checks)
 	}
 	for _, c := range rep.Checks {
 		if c.Name == "throughput ratio" && (c.Target == "gatehouse-apikey" || c.Target == "gatehouse-jwt") &&

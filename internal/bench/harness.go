@@ -51,6 +51,8 @@ type Options struct {
 	// NoAuth leaves out the API-key and JWT targets (and the identity
 	// config they need).
 	NoAuth bool
+	// NoAudit leaves out the audit-buffered and audit-durable targets.
+	NoAudit bool
 }
 
 func (o *Options) defaults() error {
@@ -101,7 +103,8 @@ func (o *Options) defaults() error {
 type target struct {
 	name, proxy, proto string // e.g. "gatehouse-tls", "gatehouse", "tls"
 	url                string
-	proc               *proc // the proxy process, for its CPU time
+	proc               *proc  // the proxy process, for its CPU time
+	metrics            string // its /metrics URL when not the main Gatehouse's
 	// cred returns the credential header sent with every request (nil:
 	// none). It is called per window, so a token can be renewed.
 	cred func() (header, error)
@@ -258,6 +261,18 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 
 	metricsURL := "http://" + ghAdmin + "/metrics"
+	var auditTargets []target
+	if !o.NoAudit {
+		for _, mode := range auditModes {
+			ap, httpAddr, adminAddr, err := startAuditGatehouse(ctx, dir, gh, upstreamURL, certFile, keyFile, mode)
+			if err != nil {
+				return nil, fmt.Errorf("start the audit-%s target: %w", mode, err)
+			}
+			procs = append(procs, ap)
+			auditTargets = append(auditTargets, target{name: "audit-" + mode, proxy: "gatehouse", proto: "http",
+				url: "http://" + httpAddr + benchPath, proc: ap, metrics: "http://" + adminAddr + "/metrics"})
+		}
+	}
 	bareHTTP := target{name: "bare-http", proxy: "bare", proto: "http", url: "http://" + bareAddrs["http"] + benchPath, proc: bare}
 	bareTLS := target{name: "bare-tls", proxy: "bare", proto: "tls", url: "https://" + bareAddrs["https"] + benchPath, proc: bare}
 	pairs := []pairing{
@@ -289,6 +304,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 					tok, _, err := auth.mint(otherScope)
 					return header{"Authorization", "Bearer " + tok}, err
 				}}})
+	}
+	for _, t := range auditTargets {
+		b := bareHTTP
+		b.name = "bare-http+" + t.name
+		pairs = append(pairs, pairing{b, t})
 	}
 	rep = &Report{Settings: Settings{
 		LoadGen: loadgen, Connections: o.Connections, Threads: o.Threads, Rounds: o.Rounds,
@@ -373,12 +393,19 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				}
 			}
 			var ghBefore ghCounts
+			tMetrics := metricsURL
+			if t.metrics != "" {
+				tMetrics = t.metrics
+			}
 			if t.proxy == "gatehouse" {
-				if ghBefore, err = scrapeGatehouse(ctx, metricsURL); err != nil {
+				if ghBefore, err = scrapeGatehouse(ctx, tMetrics); err != nil {
 					return nil, fmt.Errorf("read gatehouse metrics: %w", err)
 				}
 			}
 			ours := []int{os.Getpid(), up.pid(), bare.pid(), gp.pid()}
+			for _, at := range auditTargets {
+				ours = append(ours, at.proc.pid())
+			}
 			before := snapCPU(ours, t.proc.pid())
 			res, err := drive(t, o.Duration)
 			if err != nil {
@@ -398,7 +425,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				}
 			}
 			if t.proxy == "gatehouse" {
-				ghAfter, err := scrapeGatehouse(ctx, metricsURL)
+				ghAfter, err := scrapeGatehouse(ctx, tMetrics)
 				if err != nil {
 					return nil, fmt.Errorf("read gatehouse metrics: %w", err)
 				}

@@ -31,7 +31,7 @@ func main() {
 	bench.RunRoleFromEnv()
 
 	var o bench.Options
-	var asJSON, strict, auth bool
+	var asJSON, strict, auth, auditTargets bool
 	flag.StringVar(&o.Gatehouse, "gatehouse", "bin/gatehouse", "gatehouse binary to benchmark")
 	flag.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds over the targets")
 	flag.DurationVar(&o.Duration, "duration", 3*time.Second, "measured window per target and round (wrk rounds up to whole seconds)")
@@ -42,6 +42,7 @@ func main() {
 	flag.BoolVar(&asJSON, "json", false, "print the report as JSON on stdout (progress still goes to stderr)")
 	flag.BoolVar(&strict, "strict", false, "exit 1 when a performance target is missed")
 	flag.BoolVar(&auth, "auth", true, "also measure API-key and JWT (RS256) authentication with a scope check")
+	flag.BoolVar(&auditTargets, "audit", true, "also measure the audit trail in buffered and durable mode (own Gatehouse processes)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "gatehouse-bench: unexpected arguments %q\n", flag.Args())
@@ -52,6 +53,7 @@ func main() {
 	}
 	o.Log = os.Stderr
 	o.NoAuth = !auth
+	o.NoAudit = !auditTargets
 
 	// Ctrl-C or SIGTERM cancels the run; Run stops every child and removes
 	// its temp dir before returning. A second Ctrl-C kills us outright, and
