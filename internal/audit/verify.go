@@ -160,6 +160,9 @@ func checkLine(rep *Report, line []byte, seq *uint64, head *[32]byte, v note.Ver
 		return &Break{Seq: *h.Seq, Reason: "record " + strconv.FormatUint(*h.Seq, 10) + " appears after record " + strconv.FormatUint(*seq, 10) + ": records inserted or reordered"}
 	}
 	var prev [32]byte
+	if len(h.Prev) != 64 {
+		return &Break{Seq: want, Reason: "record's prev hash is malformed: modified"}
+	}
 	if n, err := hex.Decode(prev[:], []byte(h.Prev)); err != nil || n != 32 {
 		return &Break{Seq: want, Reason: "record's prev hash is malformed: modified"}
 	}

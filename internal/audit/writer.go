@@ -93,6 +93,9 @@ type Writer struct {
 	batch      []*entry
 	lastFlush  time.Time
 	needSystem []byte // a system record to append first (restart notice)
+
+	testHook chan func() // tests swap files on the loop goroutine
+	testDone chan struct{}
 }
 
 // Open recovers the log's tail in o.Dir and starts the writer. Each process
@@ -134,6 +137,7 @@ func Open(o Options) (*Writer, error) {
 		return nil, fmt.Errorf("audit: recover log in %s: %w", o.Dir, err)
 	}
 	w := &Writer{o: o, q: make(chan *entry, o.QueueSize), stop: make(chan struct{}), stopped: make(chan struct{}),
+		testHook: make(chan func()), testDone: make(chan struct{}),
 		segNo: st.segments, seq: st.seq, head: st.head, lastCkpt: time.Now(), lastFlush: time.Now()}
 	if !st.clean {
 		detail := "previous writer stopped without a final checkpoint after seq " + strconv.FormatUint(st.seq, 10) +
@@ -253,6 +257,9 @@ func (w *Writer) loop() {
 			w.writeBatch()
 		case <-tick.C:
 			w.periodic()
+		case fn := <-w.testHook:
+			fn()
+			w.testDone <- struct{}{}
 		case <-w.stop:
 			for {
 				select {
