@@ -94,6 +94,9 @@ type Writer struct {
 	lastFlush  time.Time
 	needSystem []byte // a system record to append first (restart notice)
 
+	// kick wakes a buffered-mode writer early when the queue fills up.
+	kick chan struct{}
+
 	testHook chan func() // tests swap files on the loop goroutine
 	testDone chan struct{}
 }
@@ -137,7 +140,7 @@ func Open(o Options) (*Writer, error) {
 		return nil, fmt.Errorf("audit: recover log in %s: %w", o.Dir, err)
 	}
 	w := &Writer{o: o, q: make(chan *entry, o.QueueSize), stop: make(chan struct{}), stopped: make(chan struct{}),
-		testHook: make(chan func()), testDone: make(chan struct{}),
+		testHook: make(chan func()), testDone: make(chan struct{}), kick: make(chan struct{}, 1),
 		segNo: st.segments, seq: st.seq, head: st.head, lastCkpt: time.Now(), lastFlush: time.Now()}
 	if !st.clean {
 		detail := "previous writer stopped without a final checkpoint after seq " + strconv.FormatUint(st.seq, 10) +
@@ -206,6 +209,12 @@ func (w *Writer) submit(b *[]byte) error {
 	w.q <- e
 	w.closeMu.RUnlock()
 	if !durable {
+		if len(w.q) > cap(w.q)/2 {
+			select {
+			case w.kick <- struct{}{}:
+			default:
+			}
+		}
 		return nil
 	}
 	err := <-e.done
@@ -239,21 +248,17 @@ func (w *Writer) Close() error {
 
 func (w *Writer) loop() {
 	defer close(w.stopped)
+	if w.o.Mode == Buffered {
+		w.bufferedLoop()
+		return
+	}
 	tick := time.NewTicker(w.o.FlushInterval / 2)
 	defer tick.Stop()
 	for {
 		select {
 		case e := <-w.q:
 			w.batch = append(w.batch[:0], e)
-		drain:
-			for len(w.batch) < 4096 {
-				select {
-				case e := <-w.q:
-					w.batch = append(w.batch, e)
-				default:
-					break drain
-				}
-			}
+			w.drain()
 			w.writeBatch()
 		case <-tick.C:
 			w.periodic()
@@ -271,6 +276,52 @@ func (w *Writer) loop() {
 				}
 				break
 			}
+			if w.dirty {
+				_ = w.sync()
+			}
+			return
+		}
+	}
+}
+
+// drain adds what is queued to the batch, up to a bound.
+func (w *Writer) drain() {
+	for len(w.batch) < 4096 {
+		select {
+		case e := <-w.q:
+			w.batch = append(w.batch, e)
+		default:
+			return
+		}
+	}
+}
+
+// bufferedLoop wakes on a timer (or when the queue is half full) instead
+// of per record: a request only puts its record on a buffered channel,
+// and no goroutine is woken for it, which is what keeps buffered mode
+// cheap on the hot path.
+func (w *Writer) bufferedLoop() {
+	tick := time.NewTicker(w.o.FlushInterval / 4)
+	defer tick.Stop()
+	for {
+		stopping := false
+		select {
+		case <-tick.C:
+		case <-w.kick:
+		case fn := <-w.testHook:
+			fn()
+			w.testDone <- struct{}{}
+			continue
+		case <-w.stop:
+			stopping = true
+		}
+		for len(w.q) > 0 {
+			w.batch = w.batch[:0]
+			w.drain()
+			w.writeBatch()
+		}
+		w.periodic()
+		if stopping {
 			if w.dirty {
 				_ = w.sync()
 			}
