@@ -128,6 +128,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		Audit: s.adminAudit(), AuditQuery: s.store.QueryAudit})
 	tok, err := adminToken(cfg.Admin)
 	if err != nil {
+		s.closeAudit()
 		s.store.Close()
 		return nil, err
 	}
@@ -135,6 +136,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.apply(ctx, rt)
 
 	if err := s.listen(cfg); err != nil {
+		s.closeAudit()
 		s.store.Close()
 		return nil, err
 	}
@@ -338,6 +340,9 @@ func restartOnlyChanges(old, cur *config.Config) []string {
 	ol, cl := old.Limits, cur.Limits
 	if ol.ReadHeaderTimeout != cl.ReadHeaderTimeout || ol.ReadTimeout != cl.ReadTimeout || ol.WriteTimeout != cl.WriteTimeout || ol.IdleTimeout != cl.IdleTimeout {
 		out = append(out, "limits (server timeouts)")
+	}
+	if old.Audit != cur.Audit {
+		out = append(out, "audit")
 	}
 	return out
 }
