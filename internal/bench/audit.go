@@ -16,6 +16,12 @@ import (
 // trail on, so the ratio to the bare proxy is what recording costs.
 var auditModes = []string{"buffered", "durable"}
 
+// auditIndex is the audit.index setting of the audit targets. The rows
+// measure writing the signed log; filling the store's query index is a
+// separate background cost (a JSON decode and a SQLite insert per record)
+// that a deployment may move off the gateway with index: off.
+var auditIndex = "off"
+
 // startAuditGatehouse starts a Gatehouse with audit.mode = mode and returns
 // it with its plain HTTP and admin addresses.
 func startAuditGatehouse(ctx context.Context, dir, gh, upstreamURL, certFile, keyFile, mode string) (*proc, string, string, error) {
@@ -44,7 +50,7 @@ func startAuditGatehouse(ctx context.Context, dir, gh, upstreamURL, certFile, ke
 		if err != nil {
 			return nil, "", "", err
 		}
-		_, err = fmt.Fprintf(f, "audit: {dir: %q, mode: %s, signing_key_file: %q}\n", filepath.Join(sub, "log"), mode, signer)
+		_, err = fmt.Fprintf(f, "audit: {dir: %q, mode: %s, signing_key_file: %q, index: %s}\n", filepath.Join(sub, "log"), mode, signer, auditIndex)
 		f.Close()
 		if err != nil {
 			return nil, "", "", err

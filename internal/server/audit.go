@@ -2,7 +2,11 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
+	"os"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
@@ -34,7 +38,13 @@ func (s *Server) startAudit(cfg *config.Config) error {
 	// The redaction engine plugs in here when it lands; until then only
 	// query parameter names are kept.
 	s.gw.SetAudit(w, nil)
-	s.startAuditIndex(cfg)
+	if a.Index != "off" {
+		s.startAuditIndex(cfg)
+	}
+	if err := s.startExporters(cfg); err != nil {
+		s.closeAudit()
+		return err
+	}
 	return nil
 }
 
@@ -109,4 +119,42 @@ func (s *Server) stopAuditIndex() {
 	if _, err := audit.Index(ctx, s.startCfg.Audit.Dir, s.store); err != nil {
 		s.log.Warn("final audit index", "error", err.Error())
 	}
+}
+
+// startExporters ships the log to each configured destination until the
+// server stops. They read the log from disk, so they never slow a request.
+func (s *Server) startExporters(cfg *config.Config) error {
+	for _, ec := range cfg.Audit.Exporters {
+		var x audit.Exporter
+		switch ec.Type {
+		case "stdout":
+			x = &audit.WriterExporter{Label: ec.Name, W: os.Stdout}
+		case "file":
+			x = &audit.FileExporter{Label: ec.Name, Path: ec.Path}
+		case "http":
+			x = &audit.HTTPExporter{Label: ec.Name, URL: ec.URL, Client: &http.Client{Timeout: 30 * time.Second}}
+		case "syslog":
+			sx := &audit.SyslogExporter{Label: ec.Name, Address: ec.Address}
+			sx.Hostname, _ = os.Hostname()
+			if ec.TLS {
+				tc := &tls.Config{MinVersion: tls.VersionTLS12}
+				if ec.CAFile != "" {
+					pem, err := os.ReadFile(ec.CAFile)
+					if err != nil {
+						return fmt.Errorf("audit exporter %s: %w", ec.Name, err)
+					}
+					tc.RootCAs = x509.NewCertPool()
+					if !tc.RootCAs.AppendCertsFromPEM(pem) {
+						return fmt.Errorf("audit exporter %s: no certificate in %s", ec.Name, ec.CAFile)
+					}
+				}
+				sx.TLS = tc
+			}
+			x = sx
+		default:
+			return fmt.Errorf("audit exporter %s: unknown type %q", ec.Name, ec.Type)
+		}
+		go audit.RunExporter(s.ctx, x, audit.ExportOptions{Dir: cfg.Audit.Dir, Log: s.log})
+	}
+	return nil
 }

@@ -261,3 +261,19 @@ func TestAuditUnwritableLog(t *testing.T) {
 		})
 	}
 }
+
+// A configured exporter ships the gateway's records from the log.
+func TestAuditFileExporterShipsRecords(t *testing.T) {
+	up := newEchoUpstream(t, "orders")
+	keyFile, _ := auditKeys(t)
+	adir := filepath.Join(t.TempDir(), "audit")
+	out := filepath.Join(t.TempDir(), "shipped.jsonl")
+	extra := auditExtra(adir, "buffered", keyFile) + fmt.Sprintf("  index: \"off\"\n  exporters:\n    - {type: file, path: %s}\n", out)
+	g := startGateway(t, gwConfig{APIs: []apiConfig{ordersAPI(up.URL())}, Extra: extra})
+	resp, _ := g.get(t, g.h1, "/orders/v1/orders/7")
+	id := resp.Header.Get("X-Request-Id")
+	eventually(t, 10*time.Second, "the record reaches the exported file", func() bool {
+		b, _ := os.ReadFile(out)
+		return bytes.Contains(b, []byte(`"request_id":"`+id+`"`))
+	})
+}

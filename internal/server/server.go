@@ -341,7 +341,7 @@ func restartOnlyChanges(old, cur *config.Config) []string {
 	if ol.ReadHeaderTimeout != cl.ReadHeaderTimeout || ol.ReadTimeout != cl.ReadTimeout || ol.WriteTimeout != cl.WriteTimeout || ol.IdleTimeout != cl.IdleTimeout {
 		out = append(out, "limits (server timeouts)")
 	}
-	if old.Audit != cur.Audit {
+	if !old.Audit.SameAs(cur.Audit) {
 		out = append(out, "audit")
 	}
 	return out
