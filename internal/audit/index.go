@@ -46,7 +46,14 @@ const IndexBatch = 500
 // a store outage or crash resumes exactly where it left off. It returns
 // the number of records indexed.
 func Index(ctx context.Context, dir string, st store.AuditStore) (int, error) {
-	pos, err := st.AuditPosition(ctx)
+	logID, err := ReadLogID(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil // no writer has opened this log yet
+	}
+	if err != nil {
+		return 0, err
+	}
+	pos, err := st.AuditPosition(ctx, logID)
 	if err != nil {
 		return 0, fmt.Errorf("read audit index position: %w", err)
 	}
@@ -96,7 +103,7 @@ func readFrom(dir string, pos store.AuditPosition, max int) ([]store.AuditEntry,
 		}
 		if err != nil { // EOF, possibly mid-line: that line is not complete yet
 			if _, serr := os.Stat(filepath.Join(dir, segmentName(pos.Segment+1))); serr == nil && len(line) == 0 && len(out) == 0 {
-				return nil, store.AuditPosition{Segment: pos.Segment + 1, Seq: next.Seq}, nil
+				return nil, store.AuditPosition{LogID: pos.LogID, Segment: pos.Segment + 1, Seq: next.Seq}, nil
 			}
 			break
 		}
@@ -109,7 +116,7 @@ func readFrom(dir string, pos store.AuditPosition, max int) ([]store.AuditEntry,
 		if err := json.Unmarshal(body, &l); err != nil {
 			return nil, pos, fmt.Errorf("audit segment %d offset %d: %w; run 'gatehouse logs verify'", pos.Segment, next.Offset-int64(len(line)), err)
 		}
-		e := store.AuditEntry{Seq: l.Seq, Time: l.Time, Type: l.Type, RequestID: l.RequestID, Consumer: l.Consumer,
+		e := store.AuditEntry{LogID: pos.LogID, Seq: l.Seq, Time: l.Time, Type: l.Type, RequestID: l.RequestID, Consumer: l.Consumer,
 			Partner: l.Partner, CredentialID: l.CredentialID, API: l.API, Operation: l.Operation, Method: l.Method,
 			Path: l.Path, ClientIP: l.ClientIP, Status: l.Status, Decision: l.Decision, Stage: l.Stage, Reason: l.Reason,
 			LatencyUS: l.LatencyUS, Record: string(body)}

@@ -54,7 +54,8 @@ func TestIndexResumesAfterStoreOutage(t *testing.T) {
 	if err == nil || n == 0 || n >= 1200 {
 		t.Fatalf("first run: %d indexed, err %v; want a partial run ending in the outage", n, err)
 	}
-	pos, _ := st.AuditPosition(ctx)
+	id, _ := ReadLogID(dir)
+	pos, _ := st.AuditPosition(ctx, id)
 	if pos.Seq != uint64(n) {
 		t.Fatalf("position %+v after %d records", pos, n)
 	}

@@ -2,8 +2,11 @@ package audit
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +23,8 @@ const (
 	// LatestFile holds the most recent signed checkpoint, so cutting the
 	// log back to an older checkpoint is visible.
 	LatestFile = "checkpoint.latest"
+	// LogIDFile names this log among every node's logs in a shared index.
+	LogIDFile = "log.id"
 	// maxLine bounds one record; the writer refuses larger ones.
 	maxLine = 1 << 20
 )
@@ -159,4 +164,35 @@ func parseNoteText(msg string) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("malformed note")
 	}
 	return parseCheckpointText(msg[:i+1])
+}
+
+// ReadLogID returns the log's identity, written when it was first opened.
+func ReadLogID(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, LogIDFile))
+	if err != nil {
+		return "", err
+	}
+	id := strings.TrimSpace(string(b))
+	if id == "" || len(id) > 128 {
+		return "", fmt.Errorf("audit log id in %s is malformed", dir)
+	}
+	return id, nil
+}
+
+// ensureLogID creates the log's identity on first use: the host name and
+// random bits, so two nodes never share one.
+func ensureLogID(dir string) error {
+	if _, err := ReadLogID(dir); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	host, _ := os.Hostname()
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return err
+	}
+	id := host + "-" + hex.EncodeToString(r[:])
+	if len(id) > 100 {
+		id = id[len(id)-100:]
+	}
+	return os.WriteFile(filepath.Join(dir, LogIDFile), []byte(id+"\n"), 0o640)
 }

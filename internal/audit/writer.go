@@ -135,6 +135,9 @@ func Open(o Options) (*Writer, error) {
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("audit dir: %w", err)
 	}
+	if err := ensureLogID(o.Dir); err != nil {
+		return nil, fmt.Errorf("audit log id: %w", err)
+	}
 	st, err := recoverTail(o.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("audit: recover log in %s: %w", o.Dir, err)

@@ -80,7 +80,7 @@ func TestLogsQuery(t *testing.T) {
 	err = st.InsertAudit(ctx, []store.AuditEntry{
 		{Seq: 1, Time: now, Type: "request", Consumer: "acme-billing", API: "orders", Status: 200, Decision: "allow", Record: `{"seq":1}`},
 		{Seq: 2, Time: now, Type: "request", Consumer: "globex", API: "orders", Status: 403, Decision: "deny", Stage: "authz", Reason: "scope", Record: `{"seq":2}`},
-	}, store.AuditPosition{Segment: 1, Offset: 10, Seq: 2})
+	}, store.AuditPosition{LogID: "n1", Segment: 1, Offset: 10, Seq: 2})
 	st.Close()
 	if err != nil {
 		t.Fatal(err)

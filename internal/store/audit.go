@@ -13,11 +13,13 @@ type AuditStore interface {
 	// one transaction, so a crash or outage between batches neither loses
 	// nor duplicates records. Entries whose Seq is already stored are
 	// skipped.
+	// The entries belong to the log pos.LogID: every gateway node has its
+	// own log, with its own sequence numbers.
 	InsertAudit(ctx context.Context, entries []AuditEntry, pos AuditPosition) error
-	// AuditPosition returns where indexing stopped (zero before the first
-	// batch).
-	AuditPosition(ctx context.Context) (AuditPosition, error)
-	// QueryAudit returns matching entries, newest first, at most q.Limit
+	// AuditPosition returns where indexing of log logID stopped (zero,
+	// with LogID set, before its first batch).
+	AuditPosition(ctx context.Context, logID string) (AuditPosition, error)
+	// QueryAudit returns matching entries of every log, newest first, at most q.Limit
 	// (default 100, at most 10000).
 	QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
 }
@@ -25,6 +27,7 @@ type AuditStore interface {
 // AuditPosition is a place in the signed log: the next byte to read in
 // segment number Segment, and the last sequence number indexed.
 type AuditPosition struct {
+	LogID   string
 	Segment int
 	Offset  int64
 	Seq     uint64
@@ -33,6 +36,7 @@ type AuditPosition struct {
 // AuditEntry is one indexed record: the queryable fields and the record's
 // full JSON line.
 type AuditEntry struct {
+	LogID        string // the node's log (set from the position on insert)
 	Seq          uint64
 	Time         time.Time
 	Type         string // request, admin, system

@@ -17,15 +17,15 @@ func (s *Store) InsertAudit(ctx context.Context, entries []store.AuditEntry, pos
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, e := range entries {
-			b.Queue(`INSERT INTO audit_records (seq, time, type, request_id, consumer, partner, credential_id, api,
+			b.Queue(`INSERT INTO audit_records (log_id, seq, time, type, request_id, consumer, partner, credential_id, api,
 				operation, method, path, client_ip, status, decision, stage, reason, latency_us, record)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (seq) DO NOTHING`,
-				int64(e.Seq), ts(e.Time), e.Type, e.RequestID, e.Consumer, e.Partner, e.CredentialID, e.API, e.Operation,
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) ON CONFLICT (log_id, seq) DO NOTHING`,
+				pos.LogID, int64(e.Seq), ts(e.Time), e.Type, e.RequestID, e.Consumer, e.Partner, e.CredentialID, e.API, e.Operation,
 				e.Method, e.Path, e.ClientIP, e.Status, e.Decision, e.Stage, e.Reason, e.LatencyUS, e.Record)
 		}
-		b.Queue(`INSERT INTO audit_index_position (id, segment, byte_offset, seq) VALUES (1, $1, $2, $3)
-			ON CONFLICT (id) DO UPDATE SET segment = excluded.segment, byte_offset = excluded.byte_offset, seq = excluded.seq`,
-			pos.Segment, pos.Offset, int64(pos.Seq))
+		b.Queue(`INSERT INTO audit_index_position (log_id, segment, byte_offset, seq) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (log_id) DO UPDATE SET segment = excluded.segment, byte_offset = excluded.byte_offset, seq = excluded.seq`,
+			pos.LogID, pos.Segment, pos.Offset, int64(pos.Seq))
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("insert audit records: %w", err)
 		}
@@ -34,12 +34,12 @@ func (s *Store) InsertAudit(ctx context.Context, entries []store.AuditEntry, pos
 }
 
 // AuditPosition implements store.AuditStore.
-func (s *Store) AuditPosition(ctx context.Context) (store.AuditPosition, error) {
-	var p store.AuditPosition
+func (s *Store) AuditPosition(ctx context.Context, logID string) (store.AuditPosition, error) {
+	p := store.AuditPosition{LogID: logID}
 	var seq int64
-	err := s.pool.QueryRow(ctx, `SELECT segment, byte_offset, seq FROM audit_index_position WHERE id = 1`).Scan(&p.Segment, &p.Offset, &seq)
+	err := s.pool.QueryRow(ctx, `SELECT segment, byte_offset, seq FROM audit_index_position WHERE log_id = $1`, logID).Scan(&p.Segment, &p.Offset, &seq)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.AuditPosition{}, nil
+		return store.AuditPosition{LogID: logID}, nil
 	}
 	p.Seq = uint64(seq)
 	return p, err
@@ -74,13 +74,13 @@ func (s *Store) QueryAudit(ctx context.Context, q store.AuditQuery) ([]store.Aud
 	if !q.Until.IsZero() {
 		add("time <", ts(q.Until))
 	}
-	query := `SELECT seq, time, type, request_id, consumer, partner, credential_id, api, operation, method, path,
+	query := `SELECT log_id, seq, time, type, request_id, consumer, partner, credential_id, api, operation, method, path,
 		client_ip, status, decision, stage, reason, latency_us, record FROM audit_records`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	args = append(args, q.AuditLimit())
-	query += " ORDER BY seq DESC LIMIT $" + strconv.Itoa(len(args))
+	query += " ORDER BY time DESC, seq DESC LIMIT $" + strconv.Itoa(len(args))
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query audit: %w", err)
@@ -90,7 +90,7 @@ func (s *Store) QueryAudit(ctx context.Context, q store.AuditQuery) ([]store.Aud
 	for rows.Next() {
 		var e store.AuditEntry
 		var seq int64
-		if err := rows.Scan(&seq, &e.Time, &e.Type, &e.RequestID, &e.Consumer, &e.Partner, &e.CredentialID, &e.API, &e.Operation,
+		if err := rows.Scan(&e.LogID, &seq, &e.Time, &e.Type, &e.RequestID, &e.Consumer, &e.Partner, &e.CredentialID, &e.API, &e.Operation,
 			&e.Method, &e.Path, &e.ClientIP, &e.Status, &e.Decision, &e.Stage, &e.Reason, &e.LatencyUS, &e.Record); err != nil {
 			return nil, err
 		}

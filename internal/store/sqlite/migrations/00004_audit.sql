@@ -3,7 +3,8 @@
 
 -- +goose Up
 CREATE TABLE audit_records (
-    seq           INTEGER PRIMARY KEY,
+    log_id        TEXT    NOT NULL,
+    seq           INTEGER NOT NULL,
     time          INTEGER NOT NULL,
     type          TEXT    NOT NULL,
     request_id    TEXT    NOT NULL,
@@ -20,7 +21,8 @@ CREATE TABLE audit_records (
     stage         TEXT    NOT NULL,
     reason        TEXT    NOT NULL,
     latency_us    INTEGER NOT NULL,
-    record        TEXT    NOT NULL
+    record        TEXT    NOT NULL,
+    PRIMARY KEY (log_id, seq)
 ) STRICT;
 CREATE INDEX audit_records_time ON audit_records (time);
 CREATE INDEX audit_records_consumer ON audit_records (consumer, time);
@@ -28,7 +30,7 @@ CREATE INDEX audit_records_partner ON audit_records (partner, time);
 CREATE INDEX audit_records_api ON audit_records (api, time);
 
 CREATE TABLE audit_index_position (
-    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    log_id  TEXT    PRIMARY KEY,
     segment INTEGER NOT NULL,
     byte_offset INTEGER NOT NULL,
     seq     INTEGER NOT NULL
