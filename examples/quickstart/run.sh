@@ -21,6 +21,11 @@ if [ ! -s data/data.key ]; then
   umask 077
   head -c 32 /dev/urandom | base64 > data/data.key
 fi
+if [ ! -s data/audit-signer.key ]; then
+  # The key that signs audit checkpoints; verify with data/audit-signer.pub:
+  #   bin/gatehouse logs verify examples/quickstart/data/audit --key examples/quickstart/data/audit-signer.pub
+  ../../bin/gatehouse logs keygen --name audit-signer --out data >/dev/null
+fi
 ../../bin/demo-upstream -addr 127.0.0.1:9000 &
 upstream=$!
 trap 'kill $upstream 2>/dev/null || true' EXIT INT TERM

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/detect"
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/gateway"
 	"github.com/gatehouse/gatehouse/internal/govern"
 	"github.com/gatehouse/gatehouse/internal/metrics"
@@ -29,6 +30,9 @@ type Server struct {
 	reload  func(ctx context.Context) error
 	// tokenHash is the SHA-256 of the bootstrap token (nil: admin API off).
 	tokenHash atomic.Pointer[[32]byte]
+	// auditWrite records admin actions (nil: no audit trail).
+	auditWrite func(*audit.AdminRecord) error
+	auditQuery AuditQuery
 }
 
 // Options wires the admin server to the rest of the process.
@@ -54,11 +58,19 @@ type Options struct {
 	// /v1/consumers/{name}/quota, /v1/partners/{name}/quota); nil leaves
 	// them out.
 	Quota QuotaFunc
+	// Audit records state-changing admin calls; nil records nothing.
+	Audit func(*audit.AdminRecord) error
+	// AuditQuery serves GET /v1/audit; nil leaves it out.
+	AuditQuery AuditQuery
 }
 
 // New builds the admin handler.
 func New(o Options) *Server {
-	s := &Server{mux: http.NewServeMux(), metrics: o.Metrics, store: o.Store, ready: o.Ready, reload: o.Reload}
+	s := &Server{mux: http.NewServeMux(), metrics: o.Metrics, store: o.Store, ready: o.Ready, reload: o.Reload,
+		auditWrite: o.Audit, auditQuery: o.AuditQuery}
+	if o.AuditQuery != nil {
+		s.mux.Handle("GET /v1/audit", s.authorized(http.HandlerFunc(s.getAudit)))
+	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", o.Metrics.Handler())
@@ -125,7 +137,7 @@ func (s *Server) authorized(next http.Handler) http.Handler {
 			gateway.WriteProblem(w, probUnauthorized, "Send the admin token as Authorization: Bearer <token>.", "")
 			return
 		}
-		next.ServeHTTP(w, r)
+		s.audited(next).ServeHTTP(w, r)
 	})
 }
 
@@ -183,8 +195,10 @@ func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
 		// Config problems name files and lines the operator owns; the
 		// caller is an authenticated admin, so they may see them.
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"status": "rejected", "problems": strings.Split(err.Error(), "\n")})
+		noteChange(r, "config", nil, map[string]string{"status": "rejected"})
 		return
 	}
+	noteChange(r, "config", nil, map[string]string{"status": "reloaded"})
 	writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
 }
 
@@ -226,6 +240,7 @@ func revokeToken(revoke func(context.Context, store.Revocation) error) http.Hand
 			gateway.WriteProblem(w, gateway.ProbUnavailable, "The revocation could not be stored; it has not taken effect.", "")
 			return
 		}
+		noteChange(r, "token:"+jti, nil, map[string]string{"status": "revoked", "until": body.Until.UTC().Format(time.RFC3339), "reason": body.Reason})
 		writeJSON(w, http.StatusOK, map[string]string{"status": "revoked", "jti": jti, "until": body.Until.UTC().Format(time.RFC3339)})
 	})
 }

@@ -202,6 +202,7 @@ func (h *keyHandlers) issue(w http.ResponseWriter, r *http.Request) {
 		writeKeyError(w, err)
 		return
 	}
+	noteChange(r, "credential:"+cred.ID, nil, apikey.View(cred, time.Now()))
 	h.writeNewKey(w, r, key, cred, "", nil)
 }
 
@@ -268,6 +269,10 @@ func (h *keyHandlers) rotate(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	start := time.Now()
+	var before any
+	if old, err := h.svc.Get(r.Context(), id); err == nil {
+		before = apikey.View(old, start)
+	}
 	key, cred, err := h.svc.Rotate(r.Context(), id, overlap, actorLabel(b.CreatedBy))
 	if err != nil {
 		writeKeyError(w, err)
@@ -277,6 +282,7 @@ func (h *keyHandlers) rotate(w http.ResponseWriter, r *http.Request) {
 	if old, err := h.svc.Get(r.Context(), id); err == nil && !old.RevokedAt.IsZero() {
 		ends = old.RevokedAt // as recorded
 	}
+	noteChange(r, "credential:"+id, before, map[string]any{"new_credential": apikey.View(cred, time.Now()), "old_key_ends_at": ends})
 	h.writeNewKey(w, r, key, cred, id, &ends)
 }
 
@@ -286,6 +292,11 @@ func (h *keyHandlers) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
+	var before any
+	if old, err := h.svc.Get(r.Context(), id); err == nil {
+		before = apikey.View(old, time.Now())
+	}
+	noteChange(r, "credential:"+id, before, map[string]string{"status": apikey.StatusRevoked, "reason": reasonOr(b.Reason)})
 	if err := h.svc.Revoke(r.Context(), id, reasonOr(b.Reason)); err != nil {
 		writeKeyError(w, err)
 		return
@@ -312,6 +323,7 @@ func (h *keyHandlers) revokeMany(w http.ResponseWriter, r *http.Request, kind st
 		writeKeyError(w, err)
 		return
 	}
+	noteChange(r, kind+":"+name, nil, map[string]any{"revoked": n, "reason": reasonOr(b.Reason)})
 	writeJSON(w, http.StatusOK, map[string]any{kind: name, "revoked": n})
 }
 

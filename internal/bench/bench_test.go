@@ -51,7 +51,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 	}
 	if got := strings.Join(names, ","); got != "bare-http,gatehouse-http,bare-http+apikey,gatehouse-apikey,bare-http+jwt,gatehouse-jwt,bare-tls,gatehouse-tls,"+
 		"bare-http+rl-local,gatehouse-ratelimit-local,bare-http+waf-path,gatehouse-waf-p1,naive-waf-p1,gatehouse-waf-p1-vs-naive,"+
-		"bare-http+validate,gatehouse-validate,bare-http+filter,gatehouse-filter" {
+		"bare-http+validate,gatehouse-validate,bare-http+filter,gatehouse-filter,bare-http+audit-buffered,audit-buffered,bare-http+audit-durable,audit-durable" {
 		t.Fatalf("targets: %s", got)
 	}
 	// Each auth target answered 200 with its credential (the probe before
@@ -73,11 +73,12 @@ func TestHarnessEndToEnd(t *testing.T) {
 	for _, run := range rep.Runs {
 		pairs[run.Target] = run.Pair
 	}
-	if len(rep.Runs) != 18 || pairs["bare-http+jwt"] != "gatehouse-jwt" || pairs["bare-http+apikey"] != "gatehouse-apikey" ||
+	if len(rep.Runs) != 22 || pairs["bare-http+jwt"] != "gatehouse-jwt" || pairs["bare-http+apikey"] != "gatehouse-apikey" ||
 		pairs["bare-http"] != "gatehouse-http" || pairs["bare-tls"] != "gatehouse-tls" || pairs["bare-http+rl-local"] != "gatehouse-ratelimit-local" ||
 		pairs["bare-http+waf-path"] != "gatehouse-waf-p1" || pairs["naive-waf-p1"] != "gatehouse-waf-p1-vs-naive" ||
-		pairs["bare-http+validate"] != "gatehouse-validate" || pairs["bare-http+filter"] != "gatehouse-filter" {
-		t.Errorf("want 18 windows in 9 pairs, got %d: %v", len(rep.Runs), pairs)
+		pairs["bare-http+validate"] != "gatehouse-validate" || pairs["bare-http+filter"] != "gatehouse-filter" ||
+		pairs["bare-http+audit-buffered"] != "audit-buffered" || pairs["bare-http+audit-durable"] != "audit-durable" {
+		t.Errorf("want 22 windows in 11 pairs, got %d: %v", len(rep.Runs), pairs)
 	}
 	for _, s := range rep.Targets {
 		if s.Requests <= 0 || s.Errors != 0 || s.Non200 != 0 {
@@ -94,8 +95,8 @@ func TestHarnessEndToEnd(t *testing.T) {
 			t.Errorf("ratio %+v: want one paired round", ra)
 		}
 	}
-	if got := strings.Join(ratios, ","); got != "gatehouse-http,gatehouse-apikey,gatehouse-jwt,gatehouse-tls,gatehouse-waf-p1,gatehouse-waf-p1-vs-naive,gatehouse-ratelimit-local,gatehouse-validate,gatehouse-filter" || len(rep.Checks) != 18 {
-		t.Errorf("want HTTP, API key, JWT, TLS, WAF, rate-limit, validate and filter ratios and 18 checks, got %s, %+v", got, rep.Checks)
+	if got := strings.Join(ratios, ","); got != "gatehouse-http,gatehouse-apikey,gatehouse-jwt,gatehouse-tls,gatehouse-waf-p1,gatehouse-waf-p1-vs-naive,gatehouse-ratelimit-local,gatehouse-validate,gatehouse-filter,audit-buffered,audit-durable" || len(rep.Checks) != 22 {
+		t.Errorf("want HTTP, API key, JWT, TLS, WAF, rate-limit, validate, filter and audit ratios and 22 checks, got %s, %+v", got, rep.Checks)
 	}
 	for _, c := range rep.Checks {
 		if c.Name == "throughput ratio" && ((c.Target == "gatehouse-validate" && c.Limit != TargetValidateThroughputRatio) ||

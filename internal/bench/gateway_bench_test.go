@@ -23,6 +23,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devcert"
 	"github.com/gatehouse/gatehouse/internal/gateway"
@@ -89,9 +92,30 @@ func proxies(tb testing.TB, upstream string) map[string]http.Handler {
 		tb.Fatal(err)
 	}
 	return map[string]http.Handler{
-		"bare":      NewBareProxy(u),
-		"gatehouse": newInProcessGateway(tb, upstream),
+		"bare":                     NewBareProxy(u),
+		"gatehouse":                newInProcessGateway(tb, upstream),
+		"gatehouse-audit-buffered": withAudit(tb, newInProcessGateway(tb, upstream), audit.Buffered),
+		"gatehouse-audit-durable":  withAudit(tb, newInProcessGateway(tb, upstream), audit.Durable),
 	}
+}
+
+// withAudit turns on the audit trail (log only, no index) in mode.
+func withAudit(tb testing.TB, g *gateway.Gateway, mode audit.Mode) *gateway.Gateway {
+	skey, _, err := audit.GenerateKey("bench")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w, err := audit.Open(audit.Options{Dir: tb.TempDir(), Mode: mode, Signer: signer})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = w.Close() })
+	g.SetAudit(w, nil)
+	return g
 }
 
 // BenchmarkProxyListener drives each proxy through a real loopback listener
@@ -143,7 +167,7 @@ func BenchmarkProxyListener(b *testing.B) {
 func BenchmarkProxyServeHTTP(b *testing.B) {
 	up := httptest.NewServer(upstreamHandler())
 	defer up.Close()
-	for _, name := range []string{"bare", "gatehouse"} {
+	for _, name := range []string{"bare", "gatehouse", "gatehouse-audit-buffered", "gatehouse-audit-durable"} {
 		b.Run(name, func(b *testing.B) {
 			h := proxies(b, up.URL)[name]
 			b.ReportAllocs()

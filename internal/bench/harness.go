@@ -56,6 +56,8 @@ type Options struct {
 	// Gatehouse whose rate limits live in this Redis (a fresh key prefix,
 	// deleted keys expire by themselves within a second).
 	Redis string
+	// NoAudit leaves out the audit-buffered and audit-durable targets.
+	NoAudit bool
 }
 
 func (o *Options) defaults() error {
@@ -107,7 +109,7 @@ type target struct {
 	name, proxy, proto string // e.g. "gatehouse-tls", "gatehouse", "tls"
 	url                string
 	proc               *proc  // the proxy process, for its CPU time
-	metrics            string // the Gatehouse's /metrics (empty: the main one)
+	metrics            string // its /metrics URL when not the main Gatehouse's
 	// rateLimited targets must answer with RateLimit headers.
 	rateLimited bool
 	// cred returns the credential header sent with every request (nil:
@@ -319,6 +321,18 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			}
 		}
 	}
+	var auditTargets []target
+	if !o.NoAudit {
+		for _, mode := range auditModes {
+			ap, httpAddr, adminAddr, err := startAuditGatehouse(ctx, dir, gh, upstreamURL, certFile, keyFile, mode)
+			if err != nil {
+				return nil, fmt.Errorf("start the audit-%s target: %w", mode, err)
+			}
+			procs = append(procs, ap)
+			auditTargets = append(auditTargets, target{name: "audit-" + mode, proxy: "gatehouse", proto: "http",
+				url: "http://" + httpAddr + benchPath, proc: ap, metrics: "http://" + adminAddr + "/metrics"})
+		}
+	}
 	bareHTTP := target{name: "bare-http", proxy: "bare", proto: "http", url: "http://" + bareAddrs["http"] + benchPath, proc: bare}
 	bareTLS := target{name: "bare-tls", proxy: "bare", proto: "tls", url: "https://" + bareAddrs["https"] + benchPath, proc: bare}
 	pairs := []pairing{
@@ -373,6 +387,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		pairs = append(pairs, pairing{bareRD, target{name: "gatehouse-ratelimit-redis", proxy: "gatehouse", proto: "http",
 			url: "http://" + rdHTTP + rateLimitBasePath + benchOpPath, proc: gpRedis, rateLimited: true,
 			metrics: "http://" + rdAdmin + "/metrics"}})
+	}
+	for _, t := range auditTargets {
+		b := bareHTTP
+		b.name = "bare-http+" + t.name
+		pairs = append(pairs, pairing{b, t})
 	}
 	rep = &Report{Settings: Settings{
 		LoadGen: loadgen, Connections: o.Connections, Threads: o.Threads, Rounds: o.Rounds,
@@ -481,6 +500,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			ours := []int{os.Getpid(), up.pid(), bare.pid(), gp.pid(), naive.pid()}
 			if gpRedis != nil {
 				ours = append(ours, gpRedis.pid())
+			}
+			for _, at := range auditTargets {
+				ours = append(ours, at.proc.pid())
 			}
 			before := snapCPU(ours, t.proc.pid())
 			res, err := drive(t, o.Duration)

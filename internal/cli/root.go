@@ -62,6 +62,7 @@ Configuration is one YAML file (or a folder of them); see 'gatehouse config sche
 	root.AddCommand(newKeysCmd())
 	root.AddCommand(newDiscoverCmd())
 	root.AddCommand(newAPIsCmd(), newAuditCmd(), newIncidentCmd())
+	root.AddCommand(newLogsCmd())
 	return root
 }
 

@@ -49,6 +49,8 @@ type Config struct {
 	// Response is the response hygiene applied to every API (hygiene.go).
 	Response ResponsePolicy `yaml:"response"`
 
+	Audit Audit `yaml:"audit"`
+
 	// Files are the files this config was loaded from, in load order.
 	Files []string `yaml:"-"`
 	// Dir is the data directory default base (the first file's directory).

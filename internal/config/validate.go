@@ -75,6 +75,7 @@ func applyDefaults(c *Config, rep *Reporter) {
 	c.Redaction.KeyFile = resolvePath(rep.Src, "/redaction/key_file", c.Redaction.KeyFile)
 	applyIdentityDefaults(c, rep)
 	applyRateLimitDefaults(c)
+	applyAuditDefaults(c, rep)
 	for i := range c.APIs {
 		a := &c.APIs[i]
 		ptr := fmt.Sprintf("/apis/%d", i)
@@ -116,6 +117,7 @@ func resolvePath(src Sources, ptr, p string) string {
 
 // validate checks what the schema cannot express. It reports every problem.
 func validate(c *Config, rep *Reporter) {
+	validateAudit(c, rep)
 	checkAddr(rep, "/listen/https", c.Listen.HTTPS)
 	if c.Listen.HTTP != "" {
 		checkAddr(rep, "/listen/http", c.Listen.HTTP)

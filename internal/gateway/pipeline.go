@@ -40,6 +40,8 @@ type Gateway struct {
 	wafs       *waf.Cache // WAF instances shared across APIs and reloads
 	wafTesting WAFTesting
 
+	audit *auditHook // nil: no audit trail
+
 	mu         sync.Mutex
 	transports map[transportKey]*http.Transport
 	series     map[string]*metrics.OperationSeries
@@ -103,6 +105,11 @@ type call struct {
 	wafRules  []int
 	wafScore  int
 	wafAction string
+	// audit trail
+	req     *http.Request
+	start   time.Time
+	op      *Operation
+	audited bool
 }
 
 var callPool = sync.Pool{New: func() any { return new(call) }}
@@ -119,7 +126,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := callPool.Get().(*call)
 	*c = call{}
 	sw := statusWriterPool.Get().(*statusWriter)
-	sw.ResponseWriter, sw.status, sw.wrote, sw.bytes, sw.call = w, 0, false, 0, c
+	sw.ResponseWriter, sw.status, sw.wrote, sw.call = w, 0, false, c
+	sw.g, sw.bytes, sw.failed = nil, 0, false
+	if g.audit != nil {
+		sw.g, c.req, c.start = g, r, start
+	}
 	g.metrics.InFlight.Inc()
 	var op *Operation
 	defer func() {
@@ -203,6 +214,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op = res.Handler.(*Operation)
+	c.op = op
 	c.api, c.operation = op.API.Config.Name, op.ID
 	up := op.upstream
 	if lc := up.lifecycle; lc != nil {
@@ -322,7 +334,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 9. proxy: the body is bounded while it streams to the upstream.
+	// 9. proxy: durable audit fails closed before the upstream acts.
+	if g.auditUnavailable() {
+		g.deny(sw, c, ProbUnavailable, "audit", "unavailable", "The request could not be recorded and was not served.")
+		return
+	}
+	// The body is bounded while it streams to the upstream.
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(sw, r.Body, rt.maxBody)
 	}
@@ -357,6 +374,10 @@ func (g *Gateway) record(c *call, op *Operation, sw *statusWriter, start time.Ti
 	}
 	if en := g.detector.Load(); en != nil {
 		en.Observe(detectEvent(c, op, status, sw.bytes, start))
+	}
+	g.auditAtEnd(c, sw, status)
+	if sw.failed {
+		status = sw.status
 	}
 	if c.denyStage != "" {
 		g.metrics.Denials.WithLabelValues(c.denyStage, c.denyReason).Inc()
@@ -493,19 +514,34 @@ type statusWriter struct {
 	wrote  bool
 	bytes  int64 // body bytes written
 	call   *call // the request's state, for the proxy's error handler
+	// audit trail: g is set when a durable commit may be needed
+	g      *Gateway
+	failed bool // the audit write failed: a 503 replaced the response
 }
 
 var statusWriterPool = sync.Pool{New: func() any { return new(statusWriter) }}
 
 func (s *statusWriter) WriteHeader(code int) {
+	if s.failed {
+		return
+	}
 	if !s.wrote && code >= 200 {
+		if s.g != nil && s.g.audit.durable && !s.call.audited && !s.commitBeforeHeaders(code) {
+			return
+		}
 		s.status, s.wrote = code, true
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.failed {
+		return len(b), nil
+	}
 	if !s.wrote {
+		if s.g != nil && s.g.audit.durable && !s.call.audited && !s.commitBeforeHeaders(http.StatusOK) {
+			return len(b), nil
+		}
 		s.status, s.wrote = http.StatusOK, true
 	}
 	n, err := s.ResponseWriter.Write(b)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/admin"
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/detect"
 	"github.com/gatehouse/gatehouse/internal/gateway"
@@ -71,6 +72,9 @@ type Server struct {
 	cancel                 context.CancelFunc
 	done                   chan struct{}
 	errc                   chan error
+
+	auditW   *audit.Writer
+	auditIdx *auditIndex
 }
 
 // Start loads the config and starts every listener. It returns once the
@@ -133,6 +137,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.startCfg = cfg
+	if err := s.startAudit(cfg); err != nil {
+		s.cancel()
+		s.store.Close()
+		return nil, err
+	}
 
 	s.admin = admin.New(admin.Options{Metrics: s.metrics, Store: s.store, Ready: s.ready.Load, Reload: s.Reload,
 		Revoke:       s.revocations.Revoke,
@@ -145,9 +154,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 				return k
 			}
 			return nil
-		})})
+		}),
+		Audit: s.adminAudit(), AuditQuery: s.store.QueryAudit})
 	tok, err := adminToken(cfg.Admin)
 	if err != nil {
+		s.closeAudit()
 		s.store.Close()
 		return nil, err
 	}
@@ -155,6 +166,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.apply(ctx, rt)
 
 	if err := s.listen(cfg); err != nil {
+		s.closeAudit()
 		s.store.Close()
 		return nil, err
 	}
@@ -360,6 +372,9 @@ func restartOnlyChanges(old, cur *config.Config) []string {
 	if ol.ReadHeaderTimeout != cl.ReadHeaderTimeout || ol.ReadTimeout != cl.ReadTimeout || ol.WriteTimeout != cl.WriteTimeout || ol.IdleTimeout != cl.IdleTimeout {
 		out = append(out, "limits (server timeouts)")
 	}
+	if !old.Audit.SameAs(cur.Audit) {
+		out = append(out, "audit")
+	}
 	return out
 }
 
@@ -399,6 +414,7 @@ func (s *Server) Close() {
 		go func() { defer wg.Done(); _ = srv.Shutdown(ctx) }()
 	}
 	wg.Wait()
+	s.closeAudit()
 	if s.cancel != nil {
 		s.cancel()
 	}

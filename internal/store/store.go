@@ -35,6 +35,7 @@ type Store interface {
 	IncidentStore
 	AlertStore
 	QuotaStore
+	AuditStore
 }
 
 // RegistryStore keeps the API inventory as it was last loaded from config.

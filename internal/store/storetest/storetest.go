@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Incidents", incidentTests},
 		{"Alerts", alertTests},
 		{"Quotas", quotaTests},
+		{"Audit", auditTests},
 		{"Context", []test{{"canceled", testCanceled}, {"deadline", testDeadline}}},
 		{"Concurrency", concurrencyTests},
 	}

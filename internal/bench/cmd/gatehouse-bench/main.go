@@ -31,7 +31,7 @@ func main() {
 	bench.RunRoleFromEnv()
 
 	var o bench.Options
-	var asJSON, strict, auth bool
+	var asJSON, strict, auth, auditTargets bool
 	flag.StringVar(&o.Gatehouse, "gatehouse", "bin/gatehouse", "gatehouse binary to benchmark")
 	flag.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds over the targets")
 	flag.DurationVar(&o.Duration, "duration", 3*time.Second, "measured window per target and round (wrk rounds up to whole seconds)")
@@ -47,6 +47,7 @@ func main() {
 		redisDefault = os.Getenv("GATEHOUSE_TEST_REDIS")
 	}
 	flag.StringVar(&o.Redis, "redis", redisDefault, "Redis URL for the gatehouse-ratelimit-redis target (default $GATEHOUSE_BENCH_REDIS or $GATEHOUSE_TEST_REDIS; empty: left out)")
+	flag.BoolVar(&auditTargets, "audit", true, "also measure the audit trail in buffered and durable mode (own Gatehouse processes)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "gatehouse-bench: unexpected arguments %q\n", flag.Args())
@@ -57,6 +58,7 @@ func main() {
 	}
 	o.Log = os.Stderr
 	o.NoAuth = !auth
+	o.NoAudit = !auditTargets
 
 	// Ctrl-C or SIGTERM cancels the run; Run stops every child and removes
 	// its temp dir before returning. A second Ctrl-C kills us outright, and

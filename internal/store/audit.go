@@ -1,0 +1,77 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// AuditStore is the queryable index of the audit trail. The signed log on
+// each node's disk is the source of truth; the index is filled from it
+// asynchronously and can always be rebuilt from it.
+type AuditStore interface {
+	// InsertAudit stores entries and moves the index position to pos in
+	// one transaction, so a crash or outage between batches neither loses
+	// nor duplicates records. Entries whose Seq is already stored are
+	// skipped.
+	// The entries belong to the log pos.LogID: every gateway node has its
+	// own log, with its own sequence numbers.
+	InsertAudit(ctx context.Context, entries []AuditEntry, pos AuditPosition) error
+	// AuditPosition returns where indexing of log logID stopped (zero,
+	// with LogID set, before its first batch).
+	AuditPosition(ctx context.Context, logID string) (AuditPosition, error)
+	// QueryAudit returns matching entries of every log, newest first, at most q.Limit
+	// (default 100, at most 10000).
+	QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
+}
+
+// AuditPosition is a place in the signed log: the next byte to read in
+// segment number Segment, and the last sequence number indexed.
+type AuditPosition struct {
+	LogID   string
+	Segment int
+	Offset  int64
+	Seq     uint64
+}
+
+// AuditEntry is one indexed record: the queryable fields and the record's
+// full JSON line.
+type AuditEntry struct {
+	LogID        string // the node's log (set from the position on insert)
+	Seq          uint64
+	Time         time.Time
+	Type         string // request, admin, system
+	RequestID    string
+	Consumer     string
+	Partner      string
+	CredentialID string
+	API          string
+	Operation    string
+	Method       string
+	Path         string
+	ClientIP     string
+	Status       int
+	Decision     string
+	Stage        string
+	Reason       string
+	LatencyUS    int64
+	Record       string
+}
+
+// AuditQuery filters QueryAudit; zero fields match everything.
+type AuditQuery struct {
+	Consumer, Partner, API, Decision string
+	Status                           int
+	Since, Until                     time.Time // Since inclusive, Until exclusive
+	Limit                            int
+}
+
+// AuditLimit applies QueryAudit's default and cap.
+func (q AuditQuery) AuditLimit() int {
+	switch {
+	case q.Limit <= 0:
+		return 100
+	case q.Limit > 10000:
+		return 10000
+	}
+	return q.Limit
+}
