@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
@@ -75,6 +76,17 @@ func (g *Gateway) writeAudit(c *call, sw *statusWriter, status int, bytesOut int
 	}
 	if p := c.principal; p != nil {
 		rec.Consumer, rec.Partner, rec.CredentialID = p.Consumer, p.Partner, p.CredentialID
+	}
+	if len(c.wafRules) > 0 {
+		rec.WAFRules = make([]string, len(c.wafRules))
+		for i, id := range c.wafRules {
+			rec.WAFRules[i] = strconv.Itoa(id)
+		}
+	}
+	if c.wafScore > 0 {
+		// The CRS inbound anomaly score is the one anomaly known while the
+		// request is recorded; the streaming detectors raise alerts later.
+		rec.Anomalies = []string{"waf_" + c.wafAction + "_score_" + strconv.Itoa(c.wafScore)}
 	}
 	switch {
 	case c.denyStage != "":

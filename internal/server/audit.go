@@ -35,9 +35,15 @@ func (s *Server) startAudit(cfg *config.Config) error {
 		return fmt.Errorf("audit metrics: %w", err)
 	}
 	s.auditW = w
-	// The redaction engine plugs in here when it lands; until then only
-	// query parameter names are kept.
-	s.gw.SetAudit(w, nil)
+	// Only the query's parameter names are kept, and what is left goes
+	// through the redaction engine (e-mails, keys or tokens in a path).
+	s.gw.SetAudit(w, func(path, rawQuery string) string {
+		out := audit.QueryNamesOnly(path, rawQuery)
+		if r := s.redaction.Redactor(); r != nil {
+			out = r.Text(out)
+		}
+		return out
+	})
 	if a.Index != "off" {
 		s.startAuditIndex(cfg)
 	}

@@ -277,3 +277,39 @@ func TestAuditFileExporterShipsRecords(t *testing.T) {
 		return bytes.Contains(b, []byte(`"request_id":"`+id+`"`))
 	})
 }
+
+// TestAuditRecordRedactedAndWAF: the record's path goes through the
+// redaction engine (an e-mail in a path segment is masked), and a WAF block
+// carries the matched CRS rule IDs and the anomaly score.
+func TestAuditRecordRedactedAndWAF(t *testing.T) {
+	t.Parallel()
+	up := newEchoUpstream(t, "orders")
+	keyFile, _ := auditKeys(t)
+	adir := filepath.Join(t.TempDir(), "audit")
+	api := ordersAPI(up.URL())
+	api.APIExtra = "    waf: {mode: block, paranoia: 1}\n"
+	g := startGateway(t, gwConfig{APIs: []apiConfig{api}, Extra: auditExtra(adir, "durable", keyFile) + "redaction: {detectors: [email]}\n"})
+
+	resp, _ := g.get(t, g.h1, "/orders/v1/orders/alice.smith@example.net")
+	emailID := resp.Header.Get("X-Request-Id")
+	resp, _ = g.get(t, g.h1, "/orders/v1/orders?q=1%27%20UNION%20SELECT%20password%20FROM%20users--")
+	blockedID := resp.Header.Get("X-Request-Id")
+	if resp.StatusCode != 403 {
+		t.Fatalf("SQL injection: %d, want 403", resp.StatusCode)
+	}
+	g.srv.Close()
+	recs := readRecords(t, adir)
+	e := findRecord(recs, "request_id", emailID)
+	if e == nil || strings.Contains(fmt.Sprint(e["path"]), "alice.smith@example.net") || !strings.Contains(fmt.Sprint(e["path"]), "[REDACTED:email:") {
+		t.Errorf("record of the e-mail path: %v", e)
+	}
+	b := findRecord(recs, "request_id", blockedID)
+	if b == nil || b["stage"] != "waf" {
+		t.Fatalf("blocked record: %v", b)
+	}
+	rules, _ := b["waf_rules"].([]any)
+	anoms, _ := b["anomalies"].([]any)
+	if len(rules) == 0 || len(anoms) != 1 || !strings.HasPrefix(fmt.Sprint(anoms[0]), "waf_block_score_") {
+		t.Errorf("blocked record carries waf_rules %v, anomalies %v", b["waf_rules"], b["anomalies"])
+	}
+}
