@@ -173,6 +173,8 @@ type apiJSON struct {
 	BasePath    string `json:"base_path"`
 	SpecDigest  string `json:"spec_sha256"`
 	Operations  int    `json:"operations"`
+	// Traffic from the audit index by window (24h, 7d, 30d).
+	Traffic map[string]*govern.APITraffic `json:"traffic,omitempty"`
 }
 
 func (s *Server) listAPIs(w http.ResponseWriter, r *http.Request) {
@@ -181,11 +183,15 @@ func (s *Server) listAPIs(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteProblem(w, gateway.ProbUnavailable, "The store is unavailable.", "")
 		return
 	}
+	traffic, err := govern.LiveTraffic(r.Context(), s.store, time.Now())
+	if err != nil {
+		traffic = nil // figures are extra: the registry is still listed
+	}
 	out := make([]apiJSON, 0, len(recs))
 	for _, a := range recs {
 		// The upstream address is internal topology: not listed here.
 		out = append(out, apiJSON{a.Name, a.Version, a.OwnerTeam, a.OwnerContact, a.Exposure, a.Sensitivity,
-			a.Lifecycle, a.ReviewedOn, a.ReviewedBy, a.Host, a.BasePath, a.SpecDigest, a.Operations})
+			a.Lifecycle, a.ReviewedOn, a.ReviewedBy, a.Host, a.BasePath, a.SpecDigest, a.Operations, traffic[a.Name+"@"+a.Version]})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"apis": out})
 }

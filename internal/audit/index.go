@@ -24,6 +24,7 @@ type indexLine struct {
 	Partner      string    `json:"partner"`
 	CredentialID string    `json:"credential_id"`
 	API          string    `json:"api"`
+	Version      string    `json:"version"`
 	Operation    string    `json:"operation"`
 	Method       string    `json:"method"`
 	Path         string    `json:"path"`
@@ -117,7 +118,7 @@ func readFrom(dir string, pos store.AuditPosition, max int) ([]store.AuditEntry,
 			return nil, pos, fmt.Errorf("audit segment %d offset %d: %w; run 'gatehouse logs verify'", pos.Segment, next.Offset-int64(len(line)), err)
 		}
 		e := store.AuditEntry{LogID: pos.LogID, Seq: l.Seq, Time: l.Time, Type: l.Type, RequestID: l.RequestID, Consumer: l.Consumer,
-			Partner: l.Partner, CredentialID: l.CredentialID, API: l.API, Operation: l.Operation, Method: l.Method,
+			Partner: l.Partner, CredentialID: l.CredentialID, API: l.API, Version: l.Version, Operation: l.Operation, Method: l.Method,
 			Path: l.Path, ClientIP: l.ClientIP, Status: l.Status, Decision: l.Decision, Stage: l.Stage, Reason: l.Reason,
 			LatencyUS: l.LatencyUS, Record: string(body)}
 		if l.Type == TypeAdmin {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/govern"
 	"github.com/gatehouse/gatehouse/internal/registry"
 )
 
@@ -54,6 +55,9 @@ type apiView struct {
 	BasePath    string            `json:"base_path"`
 	DataFlows   []config.DataFlow `json:"data_flows,omitempty"`
 	Operations  []opView          `json:"operations,omitempty"`
+	// Traffic is from the audit index, by window (24h, 7d, 30d); absent
+	// when the config keeps no audit trail.
+	Traffic map[string]*govern.APITraffic `json:"traffic,omitempty"`
 }
 
 type opView struct {
@@ -110,25 +114,32 @@ func newAPIsListCmd(cfgPath *string) *cobra.Command {
 				return err
 			}
 			now := time.Now()
+			traffic := liveTraffic(cmd, cfg, now)
 			views := []apiView{}
 			for _, a := range cfg.APIs {
 				if (lifecycle != "" && a.Lifecycle != lifecycle) || (exposure != "" && a.Exposure != exposure) {
 					continue
 				}
-				views = append(views, viewOf(a, now))
+				v := viewOf(a, now)
+				v.Traffic = traffic[a.Name+"@"+a.Version]
+				views = append(views, v)
 			}
 			if output == "json" {
 				return writeJSONTo(cmd.OutOrStdout(), map[string]any{"apis": views})
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tVERSION\tLIFECYCLE\tEXPOSURE\tSENSITIVITY\tOWNER\tREVIEWED\tSUNSET\tBASE PATH")
+			fmt.Fprintln(tw, "NAME\tVERSION\tLIFECYCLE\tEXPOSURE\tSENSITIVITY\tOWNER\tREVIEWED\tSUNSET\tBASE PATH\tREQ 24H\tERR 24H")
 			for _, v := range views {
 				reviewed := dash(v.ReviewedOn)
 				if v.ReviewDue && v.ReviewedOn != "" {
 					reviewed += " (overdue)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Version, v.Lifecycle, v.Exposure,
-					v.Sensitivity, dash(v.OwnerTeam), reviewed, dash(v.Sunset), v.BasePath)
+				req, errs := "-", "-"
+				if d := v.Traffic["24h"]; d != nil {
+					req, errs = fmt.Sprint(d.Requests), fmt.Sprintf("%.1f%%", d.ErrorRate)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Version, v.Lifecycle, v.Exposure,
+					v.Sensitivity, dash(v.OwnerTeam), reviewed, dash(v.Sunset), v.BasePath, req, errs)
 			}
 			return tw.Flush()
 		},
@@ -156,12 +167,14 @@ func newAPIsShowCmd(cfgPath *string) *cobra.Command {
 				return err
 			}
 			now := time.Now()
+			traffic := liveTraffic(cmd, cfg, now)
 			var views []apiView
 			for _, a := range cfg.APIs {
 				if a.Name != args[0] || (len(args) == 2 && a.Version != args[1]) {
 					continue
 				}
 				v := viewOf(a, now)
+				v.Traffic = traffic[a.Name+"@"+a.Version]
 				if spec, err := registry.LoadSpec(a.Spec); err == nil {
 					for _, o := range spec.Operations {
 						v.Operations = append(v.Operations, opView{o.ID, o.Method, joinPath(a.Route.BasePath, o.Path)})
@@ -219,6 +232,17 @@ func printAPI(w io.Writer, v apiView) {
 		row("Data flow", strings.TrimSpace(fmt.Sprintf("%s %s %s", dash(f.Direction), f.System, f.Data)))
 	}
 	tw.Flush()
+	if v.Traffic != nil {
+		fmt.Fprintln(w, "Traffic:")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  WINDOW\tREQUESTS\tCONSUMERS\tDENIED\tERRORS\tERROR RATE")
+		for _, win := range govern.Windows {
+			if d := v.Traffic[win.Name]; d != nil {
+				fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%.1f%%\n", win.Name, d.Requests, d.Consumers, d.Denied, d.Errors, d.ErrorRate)
+			}
+		}
+		tw.Flush()
+	}
 	if len(v.Operations) > 0 {
 		fmt.Fprintln(w, "Operations:")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -234,4 +258,24 @@ func joinPath(base, p string) string {
 		return p
 	}
 	return base + p
+}
+
+// liveTraffic reads per-API figures from the audit index; nil (and a note
+// on stderr) when there is no audit trail or the store cannot be read.
+func liveTraffic(cmd *cobra.Command, cfg *config.Config, now time.Time) map[string]map[string]*govern.APITraffic {
+	if cfg.Audit.Dir == "" {
+		return nil
+	}
+	ctx, st, err := openStore(cmd, cfg)
+	if err != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), "traffic figures unavailable:", err)
+		return nil
+	}
+	defer st.Close()
+	t, err := govern.LiveTraffic(ctx, st, now)
+	if err != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), "traffic figures unavailable:", err)
+		return nil
+	}
+	return t
 }

@@ -10,13 +10,20 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/govern"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
-// trafficSource opens the observed-traffic source for audits; nil when the
-// store has none (the traffic rules are then reported as skipped).
-var trafficSource = func(st store.Store) govern.Traffic { return nil }
+// trafficSource is the observed traffic for audits: the store's audit
+// index when the config keeps an audit trail, nil otherwise (the traffic
+// rules are then reported as skipped rather than guessed).
+func trafficSource(cfg *config.Config, st store.Store) govern.Traffic {
+	if cfg.Audit.Dir == "" {
+		return nil
+	}
+	return govern.StoreTraffic{Stats: st}
+}
 
 func newAuditCmd() *cobra.Command {
 	var cfgPath, output, failOn string
@@ -60,7 +67,7 @@ Thresholds come from the config's governance: section.`,
 			}
 			now := time.Now()
 			pol := govern.PolicyFrom(cfg.Governance)
-			traffic := trafficSource(st)
+			traffic := trafficSource(cfg, st)
 			res, err := govern.Evaluate(ctx, govern.Input{Config: cfg, Credentials: creds, Traffic: traffic, Policy: pol, Now: now})
 			if err != nil {
 				return err

@@ -45,6 +45,7 @@ type AuditEntry struct {
 	Partner      string
 	CredentialID string
 	API          string
+	Version      string
 	Operation    string
 	Method       string
 	Path         string
@@ -74,4 +75,42 @@ func (q AuditQuery) AuditLimit() int {
 		return 10000
 	}
 	return q.Limit
+}
+
+// AuditStats aggregates the audit index for governance: who called what,
+// what nobody routes, and per-API health. Only request records count.
+type AuditStats interface {
+	// AuditCalls groups allowed requests since the given time by
+	// consumer, partner, credential, API, version and operation.
+	AuditCalls(ctx context.Context, since time.Time) ([]AuditCallCount, error)
+	// AuditUnrouted groups requests no route matched (404 at the route
+	// stage) since the given time by path, most called first, at most limit.
+	AuditUnrouted(ctx context.Context, since time.Time, limit int) ([]AuditPathCount, error)
+	// AuditAPIStats gives per API version: requests, distinct consumers,
+	// denials and upstream errors since the given time.
+	AuditAPIStats(ctx context.Context, since time.Time) ([]AuditAPIStat, error)
+}
+
+// AuditCallCount is one group of AuditCalls.
+type AuditCallCount struct {
+	Consumer, Partner, CredentialID string
+	API, Version, Operation         string
+	Calls                           int64
+	Last                            time.Time
+}
+
+// AuditPathCount is one group of AuditUnrouted.
+type AuditPathCount struct {
+	Path  string
+	Calls int64
+	Last  time.Time
+}
+
+// AuditAPIStat is one API version's traffic in AuditAPIStats.
+type AuditAPIStat struct {
+	API, Version string
+	Requests     int64
+	Consumers    int64
+	Denied       int64
+	Errors       int64 // decision error (upstream failures) or status >= 500
 }

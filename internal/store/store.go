@@ -36,6 +36,7 @@ type Store interface {
 	AlertStore
 	QuotaStore
 	AuditStore
+	AuditStats
 }
 
 // RegistryStore keeps the API inventory as it was last loaded from config.

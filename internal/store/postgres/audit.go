@@ -18,9 +18,9 @@ func (s *Store) InsertAudit(ctx context.Context, entries []store.AuditEntry, pos
 		b := &pgx.Batch{}
 		for _, e := range entries {
 			b.Queue(`INSERT INTO audit_records (log_id, seq, time, type, request_id, consumer, partner, credential_id, api,
-				operation, method, path, client_ip, status, decision, stage, reason, latency_us, record)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) ON CONFLICT (log_id, seq) DO NOTHING`,
-				pos.LogID, int64(e.Seq), ts(e.Time), e.Type, e.RequestID, e.Consumer, e.Partner, e.CredentialID, e.API, e.Operation,
+				version, operation, method, path, client_ip, status, decision, stage, reason, latency_us, record)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) ON CONFLICT (log_id, seq) DO NOTHING`,
+				pos.LogID, int64(e.Seq), ts(e.Time), e.Type, e.RequestID, e.Consumer, e.Partner, e.CredentialID, e.API, e.Version, e.Operation,
 				e.Method, e.Path, e.ClientIP, e.Status, e.Decision, e.Stage, e.Reason, e.LatencyUS, e.Record)
 		}
 		b.Queue(`INSERT INTO audit_index_position (log_id, segment, byte_offset, seq) VALUES ($1, $2, $3, $4)

@@ -14,15 +14,15 @@ import (
 func (s *Store) InsertAudit(ctx context.Context, entries []store.AuditEntry, pos store.AuditPosition) error {
 	return s.inWriteTx(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_records (log_id, seq, time, type, request_id, consumer, partner,
-			credential_id, api, operation, method, path, client_ip, status, decision, stage, reason, latency_us, record)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (log_id, seq) DO NOTHING`)
+			credential_id, api, version, operation, method, path, client_ip, status, decision, stage, reason, latency_us, record)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (log_id, seq) DO NOTHING`)
 		if err != nil {
 			return fmt.Errorf("prepare audit insert: %w", err)
 		}
 		defer stmt.Close()
 		for _, e := range entries {
 			if _, err := stmt.ExecContext(ctx, pos.LogID, int64(e.Seq), micros(e.Time), e.Type, e.RequestID, e.Consumer, e.Partner,
-				e.CredentialID, e.API, e.Operation, e.Method, e.Path, e.ClientIP, e.Status, e.Decision, e.Stage, e.Reason,
+				e.CredentialID, e.API, e.Version, e.Operation, e.Method, e.Path, e.ClientIP, e.Status, e.Decision, e.Stage, e.Reason,
 				e.LatencyUS, e.Record); err != nil {
 				return fmt.Errorf("insert audit record %d: %w", e.Seq, err)
 			}

@@ -12,6 +12,7 @@ var auditTests = []test{
 	{"insert-query-position", testAuditInsertQuery},
 	{"idempotent-resume", testAuditIdempotent},
 	{"logs-of-two-nodes", testAuditTwoLogs},
+	{"governance-stats", testAuditStats},
 }
 
 func auditEntry(seq uint64, consumer, partner, api, decision string, status int, d time.Duration) store.AuditEntry {
@@ -126,5 +127,55 @@ func testAuditTwoLogs(t *testing.T, s store.Store) {
 	}
 	if p, _ := s.AuditPosition(ctx, "node-c"); p != (store.AuditPosition{LogID: "node-c"}) {
 		t.Fatalf("unknown log position %+v", p)
+	}
+}
+
+// testAuditStats: the governance aggregates over the index.
+func testAuditStats(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	e := func(seq uint64, consumer, api, version, op, decision, stage, reason string, status int, d time.Duration) store.AuditEntry {
+		en := auditEntry(seq, consumer, "", api, decision, status, d)
+		en.Version, en.Operation, en.Stage, en.Reason, en.CredentialID = version, op, stage, reason, "k-"+consumer
+		if consumer == "acme-billing" {
+			en.Partner = "acme"
+		}
+		return en
+	}
+	entries := []store.AuditEntry{
+		e(1, "acme-billing", "orders", "v1", "getOrder", "allow", "", "", 200, 0),
+		e(2, "acme-billing", "orders", "v1", "getOrder", "allow", "", "", 200, time.Minute),
+		e(3, "acme-billing", "orders", "v1", "listOrders", "allow", "", "", 200, 2*time.Minute),
+		e(4, "globex", "orders", "v1", "getOrder", "deny", "authz", "forbidden", 403, 3*time.Minute),
+		e(5, "globex", "orders", "v2", "getOrder", "error", "", "upstream_timeout", 504, 4*time.Minute),
+		e(6, "", "", "", "", "deny", "route", "not_found", 404, 5*time.Minute),
+		e(7, "", "", "", "", "deny", "route", "not_found", 404, 6*time.Minute),
+		e(8, "old", "orders", "v1", "getOrder", "allow", "", "", 200, -time.Hour), // before the window
+	}
+	entries[5].Path, entries[6].Path = "/archive/v1/x", "/archive/v1/x"
+	if err := s.InsertAudit(ctx, entries, store.AuditPosition{LogID: "stats", Segment: 1, Offset: 1, Seq: 8}); err != nil {
+		t.Fatal(err)
+	}
+	calls, err := s.AuditCalls(ctx, at(0))
+	mustNoErr(t, err, "calls")
+	got := map[string]int64{}
+	for _, c := range calls {
+		got[c.Consumer+"/"+c.Partner+"/"+c.CredentialID+"/"+c.API+"@"+c.Version+"/"+c.Operation] = c.Calls
+		if c.Operation == "getOrder" && c.Consumer == "acme-billing" {
+			equalTime(t, "last call", c.Last, want(at(time.Minute)))
+		}
+	}
+	if len(got) != 2 || got["acme-billing/acme/k-acme-billing/orders@v1/getOrder"] != 2 || got["acme-billing/acme/k-acme-billing/orders@v1/listOrders"] != 1 {
+		t.Errorf("allowed calls = %v", got)
+	}
+	un, err := s.AuditUnrouted(ctx, at(0), 10)
+	mustNoErr(t, err, "unrouted")
+	if len(un) != 1 || un[0].Path != "/archive/v1/x" || un[0].Calls != 2 {
+		t.Errorf("unrouted = %+v", un)
+	}
+	stats, err := s.AuditAPIStats(ctx, at(0))
+	mustNoErr(t, err, "api stats")
+	if len(stats) != 2 || stats[0] != (store.AuditAPIStat{API: "orders", Version: "v1", Requests: 4, Consumers: 2, Denied: 1}) ||
+		stats[1] != (store.AuditAPIStat{API: "orders", Version: "v2", Requests: 1, Consumers: 1, Errors: 1}) {
+		t.Errorf("api stats = %+v", stats)
 	}
 }

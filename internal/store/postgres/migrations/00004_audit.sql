@@ -12,6 +12,7 @@ CREATE TABLE audit_records (
     partner       TEXT    NOT NULL,
     credential_id TEXT    NOT NULL,
     api           TEXT    NOT NULL,
+    version       TEXT    NOT NULL DEFAULT '',
     operation     TEXT    NOT NULL,
     method        TEXT    NOT NULL,
     path          TEXT    NOT NULL,
