@@ -40,6 +40,10 @@ type Record struct {
 	Anomalies    []string
 }
 
+// AnomalySpecDrift flags a request that violated its operation's schema
+// while validation ran in report mode (discovery's drift report counts them).
+const AnomalySpecDrift = "spec_drift_request"
+
 // Redactor turns the request's escaped path and raw query into what the
 // audit trail may keep. It is set when the gateway is wired; secrets and
 // PII in paths and query strings must not reach the log.

@@ -86,6 +86,11 @@ Thresholds come from the config's governance: section.`,
 			out := cmd.OutOrStdout()
 			if summary {
 				s := govern.Summarize(cfg, res, findings, pol, now, traffic != nil)
+				incs, err := st.ListIncidents(ctx, false)
+				if err != nil {
+					return err
+				}
+				s.OpenIncidents = len(incs)
 				if output == "json" {
 					return writeJSONTo(out, s)
 				}
@@ -192,6 +197,7 @@ func printSummary(w io.Writer, s govern.Summary) {
 		fmt.Fprintf(w, " %s %d", sev, s.OpenBySeverity[sev])
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Open incidents: %d\n", s.OpenIncidents)
 	switch {
 	case s.DeprecatedShare != nil:
 		fmt.Fprintf(w, "Traffic on deprecated versions: %.1f%%\n", *s.DeprecatedShare)

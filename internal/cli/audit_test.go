@@ -62,7 +62,7 @@ func TestAuditCommand(t *testing.T) {
 	}
 
 	out, _, err = run(t, "audit", "-c", cfg, "--summary", "--fail-on", "none")
-	if err != nil || !strings.Contains(out, "Open findings: critical 0 high 0 medium 0 low 1") ||
+	if err != nil || !strings.Contains(out, "Open findings: critical 0 high 0 medium 0 low 1") || !strings.Contains(out, "Open incidents: 0") ||
 		!strings.Contains(out, "Traffic on deprecated versions: unknown") {
 		t.Errorf("summary: %v\n%s", err, out)
 	}

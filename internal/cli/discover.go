@@ -56,8 +56,9 @@ Zombie endpoints: calls to operations of APIs whose lifecycle is deprecated or
 retired, with the consumers and partners making them (calls to a retired API
 are answered 404 before authentication, so their callers are anonymous).
 Orphan operations: registered operations without traffic for --orphan-days.
-Drift (spec violations by operation) is listed once request validation runs in
-report mode; until then the section is empty.
+Drift: requests that violated their operation's schema while validation ran in
+report mode, by operation, over the last 30 days (read from the audit trail;
+empty without one).
 
 Exits 0 whatever it finds; use --json for machines.`,
 		Example: `  gatehouse discover report
@@ -67,8 +68,8 @@ Exits 0 whatever it finds; use --json for machines.`,
 			if orphanDays < 1 || orphanDays > 3650 {
 				return errors.New("--orphan-days must be between 1 and 3650")
 			}
-			return withDiscovery(cmd, *cfgPath, "", func(ctx context.Context, reg *registry.Registry, obs []store.DiscoveredEndpoint) error {
-				rep, err := discover.Analyze(ctx, discover.NewCatalog(reg), obs, time.Now(), time.Duration(orphanDays)*24*time.Hour, nil)
+			return withDiscovery(cmd, *cfgPath, "", func(ctx context.Context, reg *registry.Registry, obs []store.DiscoveredEndpoint, drift discover.DriftSource) error {
+				rep, err := discover.Analyze(ctx, discover.NewCatalog(reg), obs, time.Now(), time.Duration(orphanDays)*24*time.Hour, drift)
 				if err != nil {
 					return err
 				}
@@ -107,7 +108,7 @@ sent no Host.`,
 				return errors.New("--host is required")
 			}
 			host = strings.TrimSuffix(strings.ToLower(host), ".")
-			return withDiscovery(cmd, *cfgPath, host, func(ctx context.Context, _ *registry.Registry, obs []store.DiscoveredEndpoint) error {
+			return withDiscovery(cmd, *cfgPath, host, func(ctx context.Context, _ *registry.Registry, obs []store.DiscoveredEndpoint, _ discover.DriftSource) error {
 				doc, err := discover.LearnedOpenAPI(obs, discover.OpenAPIOptions{Host: host, Title: title, Now: time.Now()})
 				if err != nil {
 					return err
@@ -134,7 +135,7 @@ sent no Host.`,
 // withDiscovery loads and compiles the config (for the registry), opens
 // its store and lists the stored observations (of one host, when set; ""
 // lists every host).
-func withDiscovery(cmd *cobra.Command, cfgPath, host string, fn func(context.Context, *registry.Registry, []store.DiscoveredEndpoint) error) error {
+func withDiscovery(cmd *cobra.Command, cfgPath, host string, fn func(context.Context, *registry.Registry, []store.DiscoveredEndpoint, discover.DriftSource) error) error {
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
@@ -165,7 +166,13 @@ func withDiscovery(cmd *cobra.Command, cfgPath, host string, fn func(context.Con
 	if err != nil {
 		return err
 	}
-	return fn(ctx, rt.Registry, obs)
+	var drift discover.DriftSource
+	if rt.Config.Audit.Dir != "" {
+		// Requests validation let through in report mode are flagged in
+		// the audit trail; the last 30 days of them are the drift.
+		drift = discover.AuditDrift{Stats: st, Since: time.Now().Add(-30 * 24 * time.Hour)}
+	}
+	return fn(ctx, rt.Registry, obs, drift)
 }
 
 func printReport(w io.Writer, r discover.Report) {

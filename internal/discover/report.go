@@ -86,11 +86,8 @@ type Drift struct {
 	ResponseViolations int64  `json:"response_violations"`
 }
 
-// DriftSource supplies spec-violation counts per operation.
-//
-// TODO(validate): the validation stage in `report` mode counts requests and
-// responses that violate an operation's schema; it should implement this
-// (from its metrics or a store table) and the CLI pass it to Analyze.
+// DriftSource supplies spec-violation counts per operation (AuditDrift
+// reads them from the audit trail).
 type DriftSource interface {
 	Drift(ctx context.Context) ([]Drift, error)
 }

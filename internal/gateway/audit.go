@@ -88,6 +88,9 @@ func (g *Gateway) writeAudit(c *call, sw *statusWriter, status int, bytesOut int
 		// request is recorded; the streaming detectors raise alerts later.
 		rec.Anomalies = []string{"waf_" + c.wafAction + "_score_" + strconv.Itoa(c.wafScore)}
 	}
+	if c.drift {
+		rec.Anomalies = append(rec.Anomalies, audit.AnomalySpecDrift)
+	}
 	switch {
 	case c.denyStage != "":
 		rec.Decision = "deny"

@@ -43,6 +43,7 @@ func (g *Gateway) validateRequest(w http.ResponseWriter, r *http.Request, c *cal
 		return true
 	}
 	if v.Mode() == validate.Report {
+		c.drift = true
 		g.log.Warn("request violates spec (report mode)", "request_id", c.requestID, "api", c.api, "operation", c.operation,
 			"stage", "validate", "reason", res.Reason, "violations", len(res.Violations), "first", firstPointer(res.Violations))
 		return true

@@ -110,6 +110,9 @@ type call struct {
 	start   time.Time
 	op      *Operation
 	audited bool
+	// drift: the request violated its operation's schema and validation
+	// runs in report mode (discovery's drift report reads it from the audit trail).
+	drift bool
 }
 
 var callPool = sync.Pool{New: func() any { return new(call) }}

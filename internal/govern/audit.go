@@ -455,6 +455,7 @@ type Summary struct {
 	WithOwnerPct     float64                   `json:"percent_with_owner"`
 	ReviewedPct      float64                   `json:"percent_reviewed_in_policy"`
 	OpenBySeverity   map[string]int            `json:"open_findings_by_severity"`
+	OpenIncidents    int                       `json:"open_incidents"`
 	DeprecatedShare  *float64                  `json:"deprecated_traffic_share,omitempty"`
 	TrafficAvailable bool                      `json:"traffic_available"`
 }

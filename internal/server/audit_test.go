@@ -313,3 +313,49 @@ func TestAuditRecordRedactedAndWAF(t *testing.T) {
 		t.Errorf("blocked record carries waf_rules %v, anomalies %v", b["waf_rules"], b["anomalies"])
 	}
 }
+
+// TestDriftFromReportMode: a request validation lets through in report
+// mode is flagged in the audit trail, and `gatehouse discover report` lists
+// it as drift of its operation.
+func TestDriftFromReportMode(t *testing.T) {
+	t.Parallel()
+	up := newLeakyUpstream(t)
+	keyFile, _ := auditKeys(t)
+	adir := filepath.Join(t.TempDir(), "audit")
+	g := startGateway(t, gwConfig{APIs: []apiConfig{shopAPI(up.srv.URL, shopHygiene)}, Extra: auditExtra(adir, "buffered", keyFile)})
+	jsonCT := http.Header{"Content-Type": {"application/json"}}
+	for range 3 {
+		resp, body := g.do(t, g.h2, "PATCH", "/shop/v1/orders/3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e", reqOpts{header: jsonCT, body: strings.NewReader(`{"note":5}`)})
+		if resp.StatusCode != 200 {
+			t.Fatalf("report mode: %d %s", resp.StatusCode, body)
+		}
+	}
+	resp, _ := g.do(t, g.h2, "PATCH", "/shop/v1/orders/3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e", reqOpts{header: jsonCT, body: strings.NewReader(`{"note":"fine"}`)})
+	if resp.StatusCode != 200 {
+		t.Fatalf("valid request: %d", resp.StatusCode)
+	}
+	text, err := os.ReadFile(g.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliCfg := filepath.Join(g.dir, "cli.yaml")
+	if err := os.WriteFile(cliCfg, []byte(strings.Replace(string(text), "  token: ${GH_TEST_ADMIN_TOKEN}\n", "", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Drift []struct {
+			API, Version, Operation string
+			RequestViolations       int64 `json:"request_violations"`
+		}
+	}
+	eventually(t, 10*time.Second, "discover report lists the drift", func() bool {
+		out, _, err := runCLI(t, "discover", "report", "-c", cliCfg, "--json")
+		if err != nil || json.Unmarshal([]byte(out), &rep) != nil {
+			return false
+		}
+		return len(rep.Drift) == 1 && rep.Drift[0].RequestViolations == 3
+	})
+	if d := rep.Drift[0]; d.API != "shop" || d.Version != "v1" || d.Operation != "updateOrder" {
+		t.Errorf("drift = %+v", d)
+	}
+}

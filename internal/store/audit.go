@@ -89,6 +89,9 @@ type AuditStats interface {
 	// AuditAPIStats gives per API version: requests, distinct consumers,
 	// denials and upstream errors since the given time.
 	AuditAPIStats(ctx context.Context, since time.Time) ([]AuditAPIStat, error)
+	// AuditFlagged counts request records since the given time whose
+	// anomalies include flag, by API, version and operation.
+	AuditFlagged(ctx context.Context, since time.Time, flag string) ([]AuditCallCount, error)
 }
 
 // AuditCallCount is one group of AuditCalls.

@@ -74,3 +74,26 @@ func (s *Store) AuditAPIStats(ctx context.Context, since time.Time) ([]store.Aud
 	}
 	return out, rows.Err()
 }
+
+// AuditFlagged implements store.AuditStats. Anomaly flags live in the
+// record's JSON only: fine for an offline report, not for the hot path.
+func (s *Store) AuditFlagged(ctx context.Context, since time.Time, flag string) ([]store.AuditCallCount, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT api, version, operation, count(*), max(time) FROM audit_records
+		WHERE type = 'request' AND time >= ? AND instr(record, ?) > 0
+		GROUP BY api, version, operation ORDER BY api, version, operation`, micros(since), `"`+flag+`"`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: audit flagged: %w", err)
+	}
+	defer rows.Close()
+	var out []store.AuditCallCount
+	for rows.Next() {
+		var c store.AuditCallCount
+		var last int64
+		if err := rows.Scan(&c.API, &c.Version, &c.Operation, &c.Calls, &last); err != nil {
+			return nil, fmt.Errorf("sqlite: audit flagged: %w", err)
+		}
+		c.Last = fromMicros(last)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

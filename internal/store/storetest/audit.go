@@ -152,6 +152,9 @@ func testAuditStats(t *testing.T, s store.Store) {
 		e(8, "old", "orders", "v1", "getOrder", "allow", "", "", 200, -time.Hour), // before the window
 	}
 	entries[5].Path, entries[6].Path = "/archive/v1/x", "/archive/v1/x"
+	entries[1].Record = `{"seq":2,"anomalies":["spec_drift_request"]}`
+	entries[2].Record = `{"seq":3,"anomalies":["waf_detect_score_3","spec_drift_request"]}`
+	entries[3].Record = `{"seq":4,"note":"spec_drift_request_not_a_flag"}`
 	if err := s.InsertAudit(ctx, entries, store.AuditPosition{LogID: "stats", Segment: 1, Offset: 1, Seq: 8}); err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +174,11 @@ func testAuditStats(t *testing.T, s store.Store) {
 	mustNoErr(t, err, "unrouted")
 	if len(un) != 1 || un[0].Path != "/archive/v1/x" || un[0].Calls != 2 {
 		t.Errorf("unrouted = %+v", un)
+	}
+	flagged, err := s.AuditFlagged(ctx, at(0), "spec_drift_request")
+	mustNoErr(t, err, "flagged")
+	if len(flagged) != 2 || flagged[0].Operation != "getOrder" || flagged[0].Calls != 1 || flagged[1].Operation != "listOrders" || flagged[1].Calls != 1 {
+		t.Errorf("flagged = %+v", flagged)
 	}
 	stats, err := s.AuditAPIStats(ctx, at(0))
 	mustNoErr(t, err, "api stats")

@@ -1,0 +1,29 @@
+package detect
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func BenchmarkProcessAllowed(b *testing.B) {
+	en := NewEngine(Options{})
+	e := Event{Time: time.Now(), Consumer: "acme-billing", Partner: "acme", Credential: "k1", ClientIP: netip.MustParseAddr("10.0.0.1"),
+		API: "orders", Version: "v1", Operation: "getOrder", ObjectID: "42", Status: 200, BytesOut: 210}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		e.Time = e.Time.Add(time.Millisecond)
+		en.Process(&e)
+	}
+}
+
+func BenchmarkProcessAnonymous(b *testing.B) {
+	en := NewEngine(Options{})
+	e := Event{Time: time.Now(), ClientIP: netip.MustParseAddr("10.0.0.1"),
+		API: "orders", Version: "v1", Operation: "getOrder", ObjectID: "42", Status: 200, BytesOut: 210}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		e.Time = e.Time.Add(time.Millisecond)
+		en.Process(&e)
+	}
+}
