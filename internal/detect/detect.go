@@ -78,6 +78,8 @@ type Options struct {
 // Engine runs the detectors.
 type Engine struct {
 	dets    []Detector
+	reports []func(Finding) // one per detector, built once: no closure per event
+	at      time.Time       // the event being processed (under mu)
 	queue   chan Event
 	log     *slog.Logger
 	onFind  func(Finding)
@@ -97,7 +99,22 @@ func NewEngine(o Options) *Engine {
 	if o.Detectors == nil {
 		o.Detectors = Defaults(Thresholds{})
 	}
-	return &Engine{dets: o.Detectors, queue: make(chan Event, o.QueueSize), log: o.Log, onFind: o.OnFinding}
+	en := &Engine{dets: o.Detectors, queue: make(chan Event, o.QueueSize), log: o.Log, onFind: o.OnFinding}
+	for _, d := range en.dets {
+		name := d.Name()
+		en.reports = append(en.reports, func(f Finding) {
+			if f.Detector == "" {
+				f.Detector = name
+			}
+			if f.At.IsZero() {
+				f.At = en.at
+			}
+			if en.onFind != nil {
+				en.onFind(f)
+			}
+		})
+	}
+	return en
 }
 
 // Observe enqueues e without blocking; a full queue drops it.
@@ -132,17 +149,8 @@ func (en *Engine) Process(e *Event) {
 	en.mu.Lock()
 	defer en.mu.Unlock()
 	en.seen.Add(1)
-	for _, d := range en.dets {
-		d.Observe(e, func(f Finding) {
-			if f.Detector == "" {
-				f.Detector = d.Name()
-			}
-			if f.At.IsZero() {
-				f.At = e.Time
-			}
-			if en.onFind != nil {
-				en.onFind(f)
-			}
-		})
+	en.at = e.Time
+	for i, d := range en.dets {
+		d.Observe(e, en.reports[i])
 	}
 }

@@ -96,16 +96,16 @@ const (
 func Defaults(t Thresholds) []Detector {
 	t = t.withDefaults()
 	return []Detector{
-		&spikeDetector{name: DetTrafficSpike, t: t, severity: "medium", keys: newTable[*baseline](t.MaxKeys),
+		&spikeDetector{name: DetTrafficSpike, t: t, severity: "medium", keys: newTable[subject, *baseline](t.MaxKeys),
 			value: func(*Event) float64 { return 1 }, min: t.SpikeMin, unit: "requests", partners: true},
-		&authFailDetector{t: t, byIP: newTable[*burst](t.MaxKeys), byConsumer: newTable[*burst](t.MaxKeys)},
-		&noveltyDetector{t: t, consumers: newTable[*history](t.MaxKeys)},
-		&networkDetector{t: t, partners: newTable[*history](t.MaxKeys)},
-		&enumDetector{t: t, refusals: newTable[*burst](t.MaxKeys), walks: newTable[*walk](t.MaxKeys)},
-		&spikeDetector{name: DetVolumeSpike, t: t, severity: "high", keys: newTable[*baseline](t.MaxKeys),
+		&authFailDetector{t: t, byIP: newTable[netip.Addr, *burst](t.MaxKeys), byConsumer: newTable[string, *burst](t.MaxKeys)},
+		&noveltyDetector{t: t, consumers: newTable[string, *history[opKey]](t.MaxKeys)},
+		&networkDetector{t: t, partners: newTable[string, *history[netip.Prefix]](t.MaxKeys)},
+		&enumDetector{t: t, refusals: newTable[subject, *burst](t.MaxKeys), walks: newTable[walkKey, *walk](t.MaxKeys)},
+		&spikeDetector{name: DetVolumeSpike, t: t, severity: "high", keys: newTable[subject, *baseline](t.MaxKeys),
 			value: func(e *Event) float64 { return float64(e.BytesOut) }, min: t.VolumeMin, unit: "bytes"},
-		&deprecatedDetector{seen: newTable[time.Time](t.MaxKeys)},
-		&hoursDetector{t: t, consumers: newTable[*hours](t.MaxKeys)},
+		&deprecatedDetector{seen: newTable[depKey, time.Time](t.MaxKeys)},
+		&hoursDetector{t: t, consumers: newTable[string, *hours](t.MaxKeys)},
 	}
 }
 
@@ -118,16 +118,19 @@ type entry[V any] struct {
 }
 
 // table is a map bounded to max keys: when full, the least recently used
-// half goes.
-type table[V any] struct {
-	m   map[string]*entry[V]
+// half goes. Keys are structs, not concatenated strings, so a lookup on
+// the per-request path allocates nothing.
+type table[K comparable, V any] struct {
+	m   map[K]*entry[V]
 	max int
 }
 
-func newTable[V any](max int) *table[V] { return &table[V]{m: map[string]*entry[V]{}, max: max} }
+func newTable[K comparable, V any](max int) *table[K, V] {
+	return &table[K, V]{m: map[K]*entry[V]{}, max: max}
+}
 
 // get returns the value for k, creating it with mk when absent.
-func (t *table[V]) get(k string, now int64, mk func() V) V {
+func (t *table[K, V]) get(k K, now int64, mk func() V) V {
 	if e, ok := t.m[k]; ok {
 		e.last = now
 		return e.v
@@ -140,7 +143,7 @@ func (t *table[V]) get(k string, now int64, mk func() V) V {
 	return e.v
 }
 
-func (t *table[V]) evict() {
+func (t *table[K, V]) evict() {
 	lasts := make([]int64, 0, len(t.m))
 	for _, e := range t.m {
 		lasts = append(lasts, e.last)
@@ -154,19 +157,43 @@ func (t *table[V]) evict() {
 	}
 }
 
-func (t *table[V]) len() int { return len(t.m) }
+func (t *table[K, V]) len() int { return len(t.m) }
 
-// subjects are the keys a per-caller detector tracks: the consumer when
-// known, else the client address.
-func callerKey(e *Event) string {
-	if e.Consumer != "" {
-		return "consumer:" + e.Consumer
-	}
-	if e.ClientIP.IsValid() {
-		return "ip:" + e.ClientIP.String()
+// subject is who a detector tracks: a consumer, a partner or an address.
+type subject struct {
+	kind byte // 'c' consumer, 'p' partner, 'i' address
+	name string
+	ip   netip.Addr
+}
+
+func (k subject) String() string {
+	switch k.kind {
+	case 'c':
+		return "consumer:" + k.name
+	case 'p':
+		return "partner:" + k.name
+	case 'i':
+		return "ip:" + k.ip.String()
 	}
 	return ""
 }
+
+// callerKey is the consumer when known, else the client address (the
+// zero subject when neither is).
+func callerKey(e *Event) subject {
+	if e.Consumer != "" {
+		return subject{kind: 'c', name: e.Consumer}
+	}
+	if e.ClientIP.IsValid() {
+		return subject{kind: 'i', ip: e.ClientIP}
+	}
+	return subject{}
+}
+
+// opKey names an operation without building a string.
+type opKey struct{ api, version, op string }
+
+func (o opKey) String() string { return o.api + "@" + o.version + "/" + o.op }
 
 // ---------------------------------------------------------------------------
 // Rate baselines: EWMA mean and variance over one-minute buckets.
@@ -219,7 +246,7 @@ type spikeDetector struct {
 	name     string
 	t        Thresholds
 	severity string
-	keys     *table[*baseline]
+	keys     *table[subject, *baseline]
 	value    func(*Event) float64
 	min      float64
 	unit     string
@@ -237,15 +264,15 @@ func (d *spikeDetector) Observe(e *Event, report func(Finding)) {
 		return
 	}
 	ns := e.Time.UnixNano()
-	keys := [2]string{}
+	keys := [2]subject{}
 	if e.Consumer != "" {
-		keys[0] = "consumer:" + e.Consumer
+		keys[0] = subject{kind: 'c', name: e.Consumer}
 	}
 	if d.partners && e.Partner != "" {
-		keys[1] = "partner:" + e.Partner
+		keys[1] = subject{kind: 'p', name: e.Partner}
 	}
 	for _, k := range keys {
-		if k == "" {
+		if k.kind == 0 {
 			continue
 		}
 		b := d.keys.get(k, ns, func() *baseline { return &baseline{} })
@@ -256,7 +283,7 @@ func (d *spikeDetector) Observe(e *Event, report func(Finding)) {
 		limit := math.Max(b.mean+spikeSigmas*math.Sqrt(b.vari), spikeRatio*b.mean)
 		if cur > limit {
 			b.firedBucket = b.bucket
-			report(Finding{Severity: d.severity, Subject: k,
+			report(Finding{Severity: d.severity, Subject: k.String(),
 				Summary: fmt.Sprintf("%s: %.0f %s this minute against a baseline of %.0f", k, cur, d.unit, b.mean),
 				Evidence: map[string]any{"current": cur, "baseline_mean": round(b.mean), "baseline_stddev": round(math.Sqrt(b.vari)),
 					"threshold": round(limit), "unit": d.unit + "/minute"}, Credential: e.Credential})
@@ -295,8 +322,8 @@ func (b *burst) hit(ns int64, size int) bool {
 
 type authFailDetector struct {
 	t          Thresholds
-	byIP       *table[*burst]
-	byConsumer *table[*burst]
+	byIP       *table[netip.Addr, *burst]
+	byConsumer *table[string, *burst]
 }
 
 func (d *authFailDetector) Name() string { return DetAuthFailures }
@@ -307,8 +334,8 @@ func (d *authFailDetector) Observe(e *Event, report func(Finding)) {
 	}
 	ns := e.Time.UnixNano()
 	if e.ClientIP.IsValid() {
-		ip := e.ClientIP.String()
-		if d.byIP.get(ip, ns, func() *burst { return &burst{} }).hit(ns, d.t.AuthFailIP) {
+		if d.byIP.get(e.ClientIP, ns, func() *burst { return &burst{} }).hit(ns, d.t.AuthFailIP) {
+			ip := e.ClientIP.String()
 			report(Finding{Severity: "high", Subject: "ip:" + ip, IP: e.ClientIP,
 				Summary:  fmt.Sprintf("%d refused credentials from %s within a minute (credential stuffing?)", d.t.AuthFailIP, ip),
 				Evidence: map[string]any{"failures": d.t.AuthFailIP, "window": "1m", "last_reason": e.Reason}})
@@ -327,13 +354,13 @@ func (d *authFailDetector) Observe(e *Event, report func(Finding)) {
 // Novelty: a consumer's first call of an operation; a partner's first call
 // from a network.
 
-type history struct {
+type history[K comparable] struct {
 	first int64
 	calls int
-	seen  map[string]bool
+	seen  map[K]bool
 }
 
-func (h *history) warm(t Thresholds, ns int64) bool {
+func (h *history[K]) warm(t Thresholds, ns int64) bool {
 	return h.calls >= t.NoveltyCalls && ns-h.first >= int64(t.NoveltyWarmup)
 }
 
@@ -342,7 +369,7 @@ const maxSeen = 4096
 
 type noveltyDetector struct {
 	t         Thresholds
-	consumers *table[*history]
+	consumers *table[string, *history[opKey]]
 }
 
 func (d *noveltyDetector) Name() string { return DetNewOperation }
@@ -352,13 +379,13 @@ func (d *noveltyDetector) Observe(e *Event, report func(Finding)) {
 		return
 	}
 	ns := e.Time.UnixNano()
-	h := d.consumers.get(e.Consumer, ns, func() *history { return &history{first: ns, seen: map[string]bool{}} })
-	op := e.API + "@" + e.Version + "/" + e.Operation
+	h := d.consumers.get(e.Consumer, ns, func() *history[opKey] { return &history[opKey]{first: ns, seen: map[opKey]bool{}} })
+	op := opKey{e.API, e.Version, e.Operation}
 	if !h.seen[op] {
 		if h.warm(d.t, ns) {
 			report(Finding{Severity: "low", Subject: "consumer:" + e.Consumer, Credential: e.Credential,
 				Summary:  fmt.Sprintf("consumer %s called %s for the first time", e.Consumer, op),
-				Evidence: map[string]any{"operation": op, "known_operations": len(h.seen), "calls_before": h.calls}})
+				Evidence: map[string]any{"operation": op.String(), "known_operations": len(h.seen), "calls_before": h.calls}})
 		}
 		if len(h.seen) < maxSeen {
 			h.seen[op] = true
@@ -369,20 +396,20 @@ func (d *noveltyDetector) Observe(e *Event, report func(Finding)) {
 
 type networkDetector struct {
 	t        Thresholds
-	partners *table[*history]
+	partners *table[string, *history[netip.Prefix]]
 }
 
 func (d *networkDetector) Name() string { return DetNewNetwork }
 
 // networkOf is the /24 (IPv4) or /48 (IPv6) a partner calls from.
-func networkOf(a netip.Addr) string {
+func networkOf(a netip.Addr) netip.Prefix {
 	a = a.Unmap()
 	bits := 24
 	if a.Is6() {
 		bits = 48
 	}
 	p, _ := a.Prefix(bits)
-	return p.String()
+	return p
 }
 
 func (d *networkDetector) Observe(e *Event, report func(Finding)) {
@@ -390,13 +417,13 @@ func (d *networkDetector) Observe(e *Event, report func(Finding)) {
 		return
 	}
 	ns := e.Time.UnixNano()
-	h := d.partners.get(e.Partner, ns, func() *history { return &history{first: ns, seen: map[string]bool{}} })
+	h := d.partners.get(e.Partner, ns, func() *history[netip.Prefix] { return &history[netip.Prefix]{first: ns, seen: map[netip.Prefix]bool{}} })
 	n := networkOf(e.ClientIP)
 	if !h.seen[n] {
 		if h.warm(d.t, ns) {
 			report(Finding{Severity: "medium", Subject: "partner:" + e.Partner, IP: e.ClientIP, Credential: e.Credential,
 				Summary:  fmt.Sprintf("partner %s called from a new network %s", e.Partner, n),
-				Evidence: map[string]any{"network": n, "consumer": e.Consumer, "known_networks": len(h.seen)}})
+				Evidence: map[string]any{"network": n.String(), "consumer": e.Consumer, "known_networks": len(h.seen)}})
 		}
 		if len(h.seen) < maxSeen {
 			h.seen[n] = true
@@ -417,21 +444,26 @@ type walk struct {
 
 type enumDetector struct {
 	t        Thresholds
-	refusals *table[*burst]
-	walks    *table[*walk]
+	refusals *table[subject, *burst]
+	walks    *table[walkKey, *walk]
 }
 
 func (d *enumDetector) Name() string { return DetEnumeration }
 
+type walkKey struct {
+	who     subject
+	api, op string
+}
+
 func (d *enumDetector) Observe(e *Event, report func(Finding)) {
 	key := callerKey(e)
-	if key == "" {
+	if key.kind == 0 {
 		return
 	}
 	ns := e.Time.UnixNano()
 	refused := e.Status == 404 || (e.Status == 403 && e.Stage == "authz")
 	if refused && d.refusals.get(key, ns, func() *burst { return &burst{} }).hit(ns, d.t.Enum404) {
-		report(Finding{Severity: "medium", Subject: key, IP: e.ClientIP, Credential: e.Credential,
+		report(Finding{Severity: "medium", Subject: key.String(), IP: e.ClientIP, Credential: e.Credential,
 			Summary:  fmt.Sprintf("%s got %d not-found or forbidden answers within a minute (enumeration?)", key, d.t.Enum404),
 			Evidence: map[string]any{"refusals": d.t.Enum404, "window": "1m", "last_status": e.Status}})
 	}
@@ -442,7 +474,7 @@ func (d *enumDetector) Observe(e *Event, report func(Finding)) {
 	if err != nil {
 		return
 	}
-	w := d.walks.get(key+" "+e.API+"/"+e.Operation, ns, func() *walk { return &walk{} })
+	w := d.walks.get(walkKey{key, e.API, e.Operation}, ns, func() *walk { return &walk{} })
 	if step := id - w.prev; (step == 1 || step == -1) && ns-w.start <= int64(window) && w.run > 0 {
 		w.run++
 	} else {
@@ -451,7 +483,7 @@ func (d *enumDetector) Observe(e *Event, report func(Finding)) {
 	w.prev = id
 	if w.run >= d.t.IDWalk && !w.fired {
 		w.fired = true
-		report(Finding{Detector: DetIDWalk, Severity: "high", Subject: key, IP: e.ClientIP, Credential: e.Credential,
+		report(Finding{Detector: DetIDWalk, Severity: "high", Subject: key.String(), IP: e.ClientIP, Credential: e.Credential,
 			Summary:  fmt.Sprintf("%s walked %d consecutive object IDs on %s (BOLA probing?)", key, w.run, e.Operation),
 			Evidence: map[string]any{"operation": e.API + "/" + e.Operation, "consecutive": w.run, "last_id": id, "window": "1m"}})
 	}
@@ -461,7 +493,12 @@ func (d *enumDetector) Observe(e *Event, report func(Finding)) {
 // Deprecated versions and unusual hours.
 
 type deprecatedDetector struct {
-	seen *table[time.Time]
+	seen *table[depKey, time.Time]
+}
+
+type depKey struct {
+	who          subject
+	api, version string
 }
 
 func (d *deprecatedDetector) Name() string { return DetDeprecated }
@@ -470,14 +507,14 @@ func (d *deprecatedDetector) Observe(e *Event, report func(Finding)) {
 	if !e.Deprecated || e.Stage != "" {
 		return
 	}
-	k := callerKey(e) + " " + e.API + "@" + e.Version
+	k := depKey{callerKey(e), e.API, e.Version}
 	ns := e.Time.UnixNano()
 	last := d.seen.get(k, ns, func() time.Time { return time.Time{} })
 	if !last.IsZero() && e.Time.Sub(last) < deprecatedRepeat {
 		return
 	}
 	d.seen.m[k].v = e.Time
-	report(Finding{Severity: "low", Subject: callerKey(e), Credential: e.Credential,
+	report(Finding{Severity: "low", Subject: k.who.String(), Credential: e.Credential,
 		Summary:  fmt.Sprintf("%s still calls deprecated %s %s", callerKey(e), e.API, e.Version),
 		Evidence: map[string]any{"api": e.API, "version": e.Version, "partner": e.Partner}})
 }
@@ -491,7 +528,7 @@ type hours struct {
 
 type hoursDetector struct {
 	t         Thresholds
-	consumers *table[*hours]
+	consumers *table[string, *hours]
 }
 
 func (d *hoursDetector) Name() string { return DetUnusualHours }
