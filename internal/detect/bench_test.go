@@ -13,7 +13,7 @@ func BenchmarkProcessAllowed(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		e.Time = e.Time.Add(time.Millisecond)
-		en.Process(&e)
+		en.Observe(e)
 	}
 }
 
@@ -24,7 +24,7 @@ func BenchmarkProcessAnonymous(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		e.Time = e.Time.Add(time.Millisecond)
-		en.Process(&e)
+		en.Observe(e)
 	}
 }
 
@@ -34,10 +34,10 @@ func TestProcessAllocatesNothing(t *testing.T) {
 	en := NewEngine(Options{})
 	e := Event{Time: time.Now(), Consumer: "acme-billing", Partner: "acme", Credential: "k1", ClientIP: netip.MustParseAddr("10.0.0.1"),
 		API: "orders", Version: "v1", Operation: "getOrder", ObjectID: "42", Status: 200, BytesOut: 210}
-	en.Process(&e) // first sight creates the per-key state
+	en.Observe(e) // first sight creates the per-key state
 	allocs := testing.AllocsPerRun(1000, func() {
 		e.Time = e.Time.Add(time.Millisecond)
-		en.Process(&e)
+		en.Observe(e)
 	})
 	if allocs > 0 {
 		t.Errorf("Process allocates %.1f times per event", allocs)

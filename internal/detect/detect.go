@@ -1,10 +1,10 @@
 // Package detect runs streaming anomaly detectors over the gateway's
 // request events and turns their findings into deduplicated alerts.
 //
-// The pipeline hands every finished request to Engine.Observe, which only
-// enqueues it (a bounded queue; when full the event is dropped and counted,
-// never blocking a request). One goroutine runs every detector in event
-// order, so detectors keep plain maps without locks. Detectors judge by the
+// The pipeline hands every finished request to Engine.Observe, which runs
+// the detectors under one mutex (they keep plain maps) and passes findings
+// to Run's goroutine through a bounded queue (when full a finding is
+// dropped and counted, never blocking a request). Detectors judge by the
 // event's own time, which makes a replay of recorded traffic deterministic:
 // the tests replay synthetic attacks and benign traffic of the same length.
 //
@@ -66,32 +66,38 @@ type Detector interface {
 
 // Options tune the Engine.
 type Options struct {
-	// QueueSize bounds events waiting for the detectors (default 8192).
+	// QueueSize bounds findings waiting for OnFinding (default 1024).
 	QueueSize int
 	// Detectors replaces the default set (tests).
 	Detectors []Detector
 	Log       *slog.Logger
-	// OnFinding receives every finding, in the engine goroutine.
+	// OnFinding receives every finding: in Run's goroutine for events
+	// given to Observe, synchronously for Process.
 	OnFinding func(Finding)
 }
 
-// Engine runs the detectors.
+// Engine runs the detectors. Observe runs them in the request's goroutine
+// under a mutex held for a fraction of a microsecond: cheaper than waking
+// a consumer goroutine for every request. Only findings, which are rare,
+// cross to Run's goroutine, because OnFinding may write to the store.
 type Engine struct {
-	dets    []Detector
-	reports []func(Finding) // one per detector, built once: no closure per event
-	at      time.Time       // the event being processed (under mu)
-	queue   chan Event
-	log     *slog.Logger
-	onFind  func(Finding)
-	dropped atomic.Int64
-	seen    atomic.Int64
-	mu      sync.Mutex // serialises Process (Run vs direct replay)
+	dets     []Detector
+	reports  []func(Finding) // one per detector, built once: no closure per event
+	findings chan Finding
+	log      *slog.Logger
+	onFind   func(Finding)
+	dropped  atomic.Int64
+	seen     atomic.Int64
+
+	mu      sync.Mutex // guards the detectors' state and what follows
+	cur     Event      // the event being processed (no copy escapes per call)
+	pending []Finding
 }
 
-// NewEngine returns an engine; call Run to start consuming.
+// NewEngine returns an engine; call Run to deliver Observe's findings.
 func NewEngine(o Options) *Engine {
 	if o.QueueSize <= 0 {
-		o.QueueSize = 8192
+		o.QueueSize = 1024
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -99,7 +105,7 @@ func NewEngine(o Options) *Engine {
 	if o.Detectors == nil {
 		o.Detectors = Defaults(Thresholds{})
 	}
-	en := &Engine{dets: o.Detectors, queue: make(chan Event, o.QueueSize), log: o.Log, onFind: o.OnFinding}
+	en := &Engine{dets: o.Detectors, findings: make(chan Finding, o.QueueSize), log: o.Log, onFind: o.OnFinding}
 	for _, d := range en.dets {
 		name := d.Name()
 		en.reports = append(en.reports, func(f Finding) {
@@ -107,50 +113,70 @@ func NewEngine(o Options) *Engine {
 				f.Detector = name
 			}
 			if f.At.IsZero() {
-				f.At = en.at
+				f.At = en.cur.Time
 			}
-			if en.onFind != nil {
-				en.onFind(f)
-			}
+			en.pending = append(en.pending, f)
 		})
 	}
 	return en
 }
 
-// Observe enqueues e without blocking; a full queue drops it.
-func (en *Engine) Observe(e Event) {
-	select {
-	case en.queue <- e:
-	default:
-		en.dropped.Add(1)
+// run processes e with en.mu held and returns the findings it raised,
+// valid until the lock is released.
+func (en *Engine) run(e *Event) []Finding {
+	en.seen.Add(1)
+	en.cur = *e
+	en.pending = en.pending[:0]
+	for i, d := range en.dets {
+		d.Observe(&en.cur, en.reports[i])
 	}
+	return en.pending
 }
 
-// Dropped is how many events a full queue dropped.
+// Observe runs the detectors on e and hands any finding to Run without
+// blocking: when the findings queue is full the finding is dropped and
+// counted.
+func (en *Engine) Observe(e Event) {
+	en.mu.Lock()
+	for _, f := range en.run(&e) {
+		select {
+		case en.findings <- f:
+		default:
+			en.dropped.Add(1)
+		}
+	}
+	en.mu.Unlock()
+}
+
+// Dropped is how many findings a full queue dropped.
 func (en *Engine) Dropped() int64 { return en.dropped.Load() }
 
 // Seen is how many events the detectors processed.
 func (en *Engine) Seen() int64 { return en.seen.Load() }
 
-// Run consumes the queue until ctx is done.
+// Run delivers Observe's findings to OnFinding until ctx is done.
 func (en *Engine) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case e := <-en.queue:
-			en.Process(&e)
+		case f := <-en.findings:
+			if en.onFind != nil {
+				en.onFind(f)
+			}
 		}
 	}
 }
 
-// Process runs every detector on e synchronously (Run's loop; replays).
+// Process runs every detector on e and delivers its findings to OnFinding
+// before returning (replays and tests).
 func (en *Engine) Process(e *Event) {
 	en.mu.Lock()
-	defer en.mu.Unlock()
-	en.seen.Add(1)
-	en.at = e.Time
-	for i, d := range en.dets {
-		d.Observe(e, en.reports[i])
+	found := append([]Finding(nil), en.run(e)...)
+	en.mu.Unlock()
+	if en.onFind != nil {
+		for _, f := range found {
+			en.onFind(f)
+		}
 	}
 }
