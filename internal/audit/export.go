@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/webhook"
 )
 
 // An Exporter ships records to another system. The signed log on disk is
@@ -249,16 +251,7 @@ func (x *HTTPExporter) Send(ctx context.Context, lines [][]byte) error {
 	if c == nil {
 		c = &http.Client{Timeout: 30 * time.Second}
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("HTTP %d from the collector", resp.StatusCode)
-	}
-	return nil
+	return webhook.Do(c, req)
 }
 
 // SyslogExporter sends RFC 5424 messages over TCP, optionally TLS (RFC

@@ -25,6 +25,12 @@ func Post(ctx context.Context, c *http.Client, url string, body []byte) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	return Do(c, req)
+}
+
+// Do sends req; any 2xx is success. The response body is drained
+// (bounded) and discarded, so the connection can be reused.
+func Do(c *http.Client, req *http.Request) error {
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
@@ -32,7 +38,7 @@ func Post(ctx context.Context, c *http.Client, url string, body []byte) error {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook answered %s", resp.Status)
+		return fmt.Errorf("%s answered %s", req.URL.Host, resp.Status)
 	}
 	return nil
 }
