@@ -44,6 +44,10 @@ type Record struct {
 // while validation ran in report mode (discovery's drift report counts them).
 const AnomalySpecDrift = "spec_drift_request"
 
+// AnomalySpecDriftResponse flags a response with fields its operation's
+// schema does not document while filtering ran in report mode.
+const AnomalySpecDriftResponse = "spec_drift_response"
+
 // Redactor turns the request's escaped path and raw query into what the
 // audit trail may keep. It is set when the gateway is wired; secrets and
 // PII in paths and query strings must not reach the log.

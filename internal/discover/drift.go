@@ -9,8 +9,8 @@ import (
 )
 
 // AuditDrift counts, from the audit index, the requests validation let
-// through in report mode although they violated their operation's schema.
-// Response drift is not recorded yet: filtering in report mode only logs.
+// through in report mode although they violated their operation's schema,
+// and the responses report-mode filtering passed with undocumented fields.
 type AuditDrift struct {
 	Stats store.AuditStats
 	Since time.Time
@@ -18,13 +18,31 @@ type AuditDrift struct {
 
 // Drift implements DriftSource.
 func (d AuditDrift) Drift(ctx context.Context) ([]Drift, error) {
-	rows, err := d.Stats.AuditFlagged(ctx, d.Since, audit.AnomalySpecDrift)
+	reqs, err := d.Stats.AuditFlagged(ctx, d.Since, audit.AnomalySpecDrift)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Drift, 0, len(rows))
-	for _, r := range rows {
-		out = append(out, Drift{API: r.API, Version: r.Version, OperationID: r.Operation, RequestViolations: r.Calls})
+	resps, err := d.Stats.AuditFlagged(ctx, d.Since, audit.AnomalySpecDriftResponse)
+	if err != nil {
+		return nil, err
+	}
+	index := map[[3]string]int{}
+	var out []Drift
+	get := func(r store.AuditCallCount) *Drift {
+		k := [3]string{r.API, r.Version, r.Operation}
+		i, ok := index[k]
+		if !ok {
+			i = len(out)
+			index[k] = i
+			out = append(out, Drift{API: r.API, Version: r.Version, OperationID: r.Operation})
+		}
+		return &out[i]
+	}
+	for _, r := range reqs {
+		get(r).RequestViolations = r.Calls
+	}
+	for _, r := range resps {
+		get(r).ResponseViolations = r.Calls
 	}
 	return out, nil
 }

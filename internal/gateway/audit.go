@@ -91,6 +91,9 @@ func (g *Gateway) writeAudit(c *call, sw *statusWriter, status int, bytesOut int
 	if c.drift {
 		rec.Anomalies = append(rec.Anomalies, audit.AnomalySpecDrift)
 	}
+	if c.driftResponse {
+		rec.Anomalies = append(rec.Anomalies, audit.AnomalySpecDriftResponse)
+	}
 	switch {
 	case c.denyStage != "":
 		rec.Decision = "deny"

@@ -72,6 +72,8 @@ type Operation struct {
 	// handling (hygiene.go).
 	validator *validate.Request
 	proxy     *httputil.ReverseProxy
+	// reportsResponses: response filtering runs in report mode here.
+	reportsResponses bool
 }
 
 // upstream is one API's backend.

@@ -377,6 +377,9 @@ func (p *responsePlan) filterBody(resp *http.Response, ct string, labelled bool,
 		} else {
 			p.log.Warn("response fields not in the spec (report mode, kept)", "request_id", reqID, "api", p.api, "operation", p.op,
 				"status", resp.StatusCode, "count", o.Undocumented, "pointers", o.Dropped)
+			if c, _ := resp.Request.Context().Value(callKey{}).(*call); c != nil {
+				c.driftResponse = true
+			}
 		}
 	}
 	if !o.Changed {
@@ -548,4 +551,5 @@ func (g *Gateway) compileHygiene(rep *config.Reporter, cfg *config.Config, ac co
 	}
 	plan := newResponsePlan(cfg, ac, d, o.ID, o.Method, o.Path, g.log)
 	op.proxy = op.upstream.operationProxy(plan)
+	op.reportsResponses = plan.filter != nil && plan.filter.Mode() == validate.Report
 }

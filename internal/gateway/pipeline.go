@@ -113,6 +113,9 @@ type call struct {
 	// drift: the request violated its operation's schema and validation
 	// runs in report mode (discovery's drift report reads it from the audit trail).
 	drift bool
+	// driftResponse: the upstream answered with fields its schema does not
+	// document and filtering runs in report mode.
+	driftResponse bool
 }
 
 var callPool = sync.Pool{New: func() any { return new(call) }}
@@ -355,6 +358,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	prepareUpstream(r, up, c)
 	defer g.countAbort(c, op)
+	if op.reportsResponses {
+		// Report-mode filtering flags the call for the audit trail; only
+		// these operations pay for the context value.
+		r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
+	}
 	op.proxy.ServeHTTP(sw, r) // 10. filter response: in its ModifyResponse (hygiene.go)
 }
 
@@ -601,3 +609,6 @@ func detectEvent(c *call, op *Operation, status int, bytesOut int64, start time.
 	}
 	return e
 }
+
+// callKey carries the request's call state to the response filter.
+type callKey struct{}
