@@ -201,8 +201,10 @@ type Detection struct {
 	// suspend_credential (temporary, cluster-wide, reversible).
 	Responses   map[string]string `yaml:"responses"`
 	ResponseTTL Duration          `yaml:"response_ttl"`
-	Webhooks    []AlertWebhook    `yaml:"webhooks"`
-	Thresholds  DetectThresholds  `yaml:"thresholds"`
+	// ThrottleRate is what a throttled subject is held to (default 60/m).
+	ThrottleRate string           `yaml:"throttle_rate"`
+	Webhooks     []AlertWebhook   `yaml:"webhooks"`
+	Thresholds   DetectThresholds `yaml:"thresholds"`
 }
 
 // AlertWebhook receives alerts.

@@ -24,7 +24,14 @@ import (
 const (
 	ActionBlockIP           = "block_ip"
 	ActionSuspendCredential = "suspend_credential"
+	// ActionThrottle holds the credential (else the address) to a strict
+	// rate on this replica instead of refusing it.
+	ActionThrottle = "throttle"
 )
+
+// KindThrottle names a throttle in an alert's response ("throttle
+// credential:ID until …" or "throttle ip:ADDR until …").
+const KindThrottle = "throttle"
 
 // Responder carries out automatic responses; the revocation list does it
 // cluster-wide (see server wiring). Every response expires on its own and
@@ -32,8 +39,11 @@ const (
 type Responder interface {
 	// Revoke blocks kind/subject until the given time.
 	Revoke(ctx context.Context, kind, subject, reason string, until time.Time) error
-	// Lift ends it early.
+	// Lift ends it early (kind KindThrottle ends a throttle).
 	Lift(ctx context.Context, kind, subject, by, reason string) error
+	// Throttle holds subject ("ip:ADDR" or "credential:ID") to the
+	// throttle rate until the given time.
+	Throttle(ctx context.Context, subject string, until time.Time) error
 }
 
 // Webhook is an alert receiver.
@@ -196,6 +206,24 @@ func (m *Manager) respond(ctx context.Context, action string, f Finding, id stri
 			return ""
 		}
 		kind, subject = store.RevokeCredential, f.Credential
+	case ActionThrottle:
+		switch {
+		case f.Credential != "":
+			subject = "credential:" + f.Credential
+		case f.IP.IsValid():
+			subject = "ip:" + f.IP.Unmap().String()
+		default:
+			return ""
+		}
+		until := time.Now().Add(m.o.ResponseTTL)
+		if err := m.o.Responder.Throttle(ctx, subject, until); err != nil {
+			m.responses.WithLabelValues(action, "error").Inc()
+			m.o.Log.Error("automatic response failed", "alert", id, "action", action, "err", err)
+			return "failed: " + action + " " + subject
+		}
+		m.responses.WithLabelValues(action, "done").Inc()
+		m.o.Log.Warn("automatic response", "alert", id, "action", action, "subject", subject, "until", until.UTC().Format(time.RFC3339))
+		return KindThrottle + " " + subject + " until " + until.UTC().Format(time.RFC3339)
 	default:
 		return ""
 	}

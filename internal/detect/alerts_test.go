@@ -36,6 +36,13 @@ func (r *recordedResponses) Lift(_ context.Context, kind, subject, _, _ string) 
 	return nil
 }
 
+func (r *recordedResponses) Throttle(_ context.Context, subject string, _ time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.revoked = append(r.revoked, "throttle "+subject)
+	return nil
+}
+
 func TestManagerDedupResponsesWebhooks(t *testing.T) {
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "g.db"))
 	if err != nil {

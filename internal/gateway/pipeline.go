@@ -34,8 +34,10 @@ type Gateway struct {
 	limits limitShared
 	// deprecations counts who still calls deprecated versions (across reloads).
 	deprecations *govern.Tracker
-	// detector receives every finished request (nil: detection off).
+	// detector receives every finished request (nil: detection off);
+	// throttle holds the subjects its automatic responses slowed down.
 	detector atomic.Pointer[detect.Engine]
+	throttle *throttles
 
 	wafs       *waf.Cache // WAF instances shared across APIs and reloads
 	wafTesting WAFTesting
@@ -59,6 +61,7 @@ func New(m *metrics.Metrics, log *slog.Logger) *Gateway {
 		wafs:       waf.NewCache(),
 	}
 	g.deprecations = govern.NewTracker(m.Registry, log, govern.TrackerOptions{})
+	g.throttle = newThrottles()
 	g.SetIdentity(IdentityDeps{})
 	g.limits.metrics, g.limits.log = m, log
 	g.SetLimits(LimitDeps{})
@@ -319,7 +322,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.deprecations.Observe(govern.Caller{API: c.api, Version: lc.version, Consumer: p.Consumer, Partner: p.Partner}, lc.sunset, start)
 	}
 
-	// 7. limit: rate limits and quotas (ratelimit.go), then backend protection.
+	// 7. limit: detector throttles (throttle.go), rate limits and quotas
+	// (ratelimit.go), then backend protection.
+	if !g.applyThrottle(sw, c, clientAddr) {
+		return
+	}
 	if len(op.limits) > 0 || len(rt.limits.consumer) > 0 || len(rt.limits.partner) > 0 {
 		if !g.applyLimits(sw, r, c, op, rt.limits, clientAddr) {
 			return

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/detect"
+	"github.com/gatehouse/gatehouse/internal/limit"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
@@ -28,6 +30,11 @@ func (s *Server) startDetection(cfg *config.Config) {
 		AuthFailIP: th.AuthFailIP, AuthFailConsumer: th.AuthFailConsumer, Enum404: th.Enumeration, IDWalk: th.IDWalk,
 		SpikeMin: th.SpikeMin, NoveltyWarmup: th.NoveltyWarmup.D(), HoursWarmup: th.HoursWarmup.D(),
 		VolumeMin: th.VolumeMinBytes})})
+	if d.ThrottleRate != "" {
+		if n, per, err := config.ParseRate(d.ThrottleRate); err == nil {
+			s.gw.SetThrottleRule(limit.Rule{Rate: n, Period: per, Burst: max(n/6, 1)})
+		}
+	}
 	s.alerts.Start(s.ctx)
 	go en.Run(s.ctx)
 	s.gw.SetDetector(en)
@@ -43,5 +50,19 @@ func (r revocationResponder) Revoke(ctx context.Context, kind, subject, reason s
 }
 
 func (r revocationResponder) Lift(ctx context.Context, kind, subject, by, reason string) error {
+	if kind == detect.KindThrottle {
+		if !r.s.gw.Unthrottle(subject) {
+			return store.ErrNotFound
+		}
+		return nil
+	}
 	return r.s.revocations.Lift(ctx, kind, subject, by, reason)
+}
+
+// Throttle holds subject to the throttle rate on this replica.
+func (r revocationResponder) Throttle(_ context.Context, subject string, until time.Time) error {
+	if !r.s.gw.Throttle(subject, until) {
+		return errors.New("throttle table full")
+	}
+	return nil
 }

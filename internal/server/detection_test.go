@@ -113,3 +113,51 @@ func grepLines(text string, subs ...string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestDetectionThrottle: the throttle response keeps serving the address,
+// at the throttle rate, until the operator reverts it.
+func TestDetectionThrottle(t *testing.T) {
+	t.Parallel()
+	orders := newEchoUpstream(t, "orders")
+	billing := newEchoUpstream(t, "billing")
+	g := startIdentityGateway(t, idConfig{APIs: policyAPIs(orders.URL(), billing.URL(), "apikey"), Top: `detection:
+  responses: {auth_failure_burst: throttle}
+  throttle_rate: 6/m
+  thresholds: {auth_fail_ip: 5}
+`})
+	good, _ := g.issueKey(t, "acme-billing", nil, time.Hour)
+	for range 5 {
+		g.status(t, http.MethodGet, "/orders/v1/orders", "X-API-Key", keyWithOtherSecret(good))
+	}
+	var alertID string
+	eventually(t, 5*time.Second, "the throttle alert", func() bool {
+		_, body := g.adminJSON(t, http.MethodGet, "/v1/alerts", nil)
+		var out struct {
+			Alerts []struct{ ID, Response string }
+		}
+		if json.Unmarshal(body, &out) != nil || len(out.Alerts) != 1 || !strings.HasPrefix(out.Alerts[0].Response, "throttle ip:127.0.0.1 until ") {
+			return false
+		}
+		alertID = out.Alerts[0].ID
+		return true
+	})
+	// 6/m with a burst of 1: the first call passes, the next ones are 429.
+	codes := map[int]int{}
+	for range 4 {
+		codes[g.status(t, http.MethodGet, "/orders/v1/orders", "X-API-Key", good)]++
+	}
+	if codes[200] != 1 || codes[429] != 3 {
+		t.Errorf("throttled caller got %v, want one 200 and three 429", codes)
+	}
+	if resp, body := g.adminJSON(t, http.MethodPost, "/v1/alerts/"+alertID+"/revert", nil); resp.StatusCode != 200 {
+		t.Fatalf("revert: %d %s", resp.StatusCode, body)
+	}
+	for range 3 {
+		if s := g.status(t, http.MethodGet, "/orders/v1/orders", "X-API-Key", good); s != 200 {
+			t.Fatalf("after the revert: %d, want 200", s)
+		}
+	}
+	if n := metricValue(g.scrape(t), "gatehouse_denials_total", "stage", "limit", "reason", "throttled"); n != 3 {
+		t.Errorf("throttled denials = %v, want 3", n)
+	}
+}
