@@ -34,7 +34,9 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		if s1 == s2 {
 			t.Error("two seals of one value are equal: nonces repeat")
 		}
-		if strings.Contains(s1, pt) || !strings.HasPrefix(s1, Prefix+k.ActiveID()+":") {
+		// A one-letter plaintext turns up in random base64 half the time;
+		// only longer ones say anything when found.
+		if (len(pt) >= 8 && strings.Contains(s1, pt)) || !strings.HasPrefix(s1, Prefix+k.ActiveID()+":") {
 			t.Errorf("sealed form %q", s1)
 		}
 		got, err := k.Open(s1, "t.c\x00id")
