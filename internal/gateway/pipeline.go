@@ -125,10 +125,12 @@ var callPool = sync.Pool{New: func() any { return new(call) }}
 
 // ServeHTTP runs the pipeline:
 //
-//	listener → route → waf (IP lists, CRS) → authn → revoked → authz → limit (rate limits, quotas, in-flight cap) → validate → proxy → filter → [audit]
+//	listener → route (lifecycle) → waf (IP lists, incident blocks, CRS) → authn → revoked → authz
+//	→ limit (throttles, rate limits, quotas, in-flight cap) → validate → proxy → filter → record
 //
-// The bracketed stages arrive with later features; each stage that says no
-// ends the request with a problem response naming its stage and reason.
+// Each stage that says no ends the request with a problem response naming
+// its stage and reason. record (in the deferred call) writes the audit
+// record and feeds discovery, the anomaly detectors and the metrics.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rt := g.runtime.Load()
