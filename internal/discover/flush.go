@@ -25,6 +25,8 @@ const flushTimeout = 10 * time.Second
 // bounded by the observer's template cap.
 type Flusher struct {
 	Observer *Observer
+	// Bodies, when set, adds the sampled request body schemas.
+	Bodies   *BodySampler
 	Store    store.DiscoveryStore
 	Interval time.Duration
 	// Retention: endpoints not seen for this long are deleted from the
@@ -76,6 +78,9 @@ func (f *Flusher) Flush(ctx context.Context) error {
 	f.pending = nil
 	if len(batch) == 0 {
 		return nil
+	}
+	if f.Bodies != nil {
+		f.Bodies.Apply(batch)
 	}
 	if err := f.Store.UpsertDiscovery(ctx, batch); err != nil {
 		if limit := f.Observer.maxTemplates(); len(batch) > limit {

@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -100,6 +101,18 @@ func LearnedOpenAPI(obs []store.DiscoveredEndpoint, o OpenAPIOptions) ([]byte, e
 					list.Content = append(list.Content, pm)
 				}
 				add(op, "parameters", list)
+			}
+			if e.BodySchema != "" {
+				var schema any
+				sn := &yaml.Node{}
+				if json.Unmarshal([]byte(e.BodySchema), &schema) == nil && sn.Encode(schema) == nil {
+					media, content, body := mapping(), mapping(), mapping()
+					add(media, "schema", sn)
+					add(content, "application/json", media)
+					add(body, "description", str("Inferred from sampled request bodies (shape only, no values)"))
+					add(body, "content", content)
+					add(op, "requestBody", body)
+				}
 			}
 			resp := mapping()
 			for _, rc := range []struct {

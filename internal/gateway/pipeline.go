@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/authn"
 	"github.com/gatehouse/gatehouse/internal/authz"
 	"github.com/gatehouse/gatehouse/internal/detect"
+	"github.com/gatehouse/gatehouse/internal/discover"
 	"github.com/gatehouse/gatehouse/internal/govern"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/oauth"
@@ -49,6 +50,7 @@ type Gateway struct {
 	series     map[string]*metrics.OperationSeries
 
 	observer observerRef // traffic discovery; nil pointer: off
+	bodies   atomic.Pointer[discover.BodySampler]
 }
 
 // New returns a Gateway with no runtime; Swap one in before serving.
@@ -367,6 +369,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	prepareUpstream(r, up, c)
 	defer g.countAbort(c, op)
+	g.sampleBody(r, c, start)
 	if op.reportsResponses {
 		// Report-mode filtering flags the call for the audit trail; only
 		// these operations pay for the context value.

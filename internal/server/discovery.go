@@ -40,7 +40,11 @@ func (s *Server) startDiscovery(rt *gateway.Runtime) {
 	s.discovery = d
 	s.applyDiscovery(rt)
 	s.gw.SetObserver(obs)
-	f := &discover.Flusher{Observer: obs, Store: s.store, Interval: cfg.FlushInterval.D(), Retention: cfg.Retention.D(), Log: s.log}
+	bodies := discover.NewBodySampler()
+	if cfg.Enabled == nil || *cfg.Enabled {
+		s.gw.SetBodySampler(bodies)
+	}
+	f := &discover.Flusher{Observer: obs, Bodies: bodies, Store: s.store, Interval: cfg.FlushInterval.D(), Retention: cfg.Retention.D(), Log: s.log}
 	s.metrics.Registry.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_discovery_dropped_total",
 			Help: "Calls discovery did not record because a memory cap was reached."}, func() float64 { return float64(obs.Dropped()) }),

@@ -34,6 +34,9 @@ type DiscoveredEndpoint struct {
 	Status1xx2xx, Status3xx, Status4xx, Status5xx int64
 	FirstSeen, LastSeen                           time.Time
 	Callers                                       []DiscoveredCaller
+	// BodySchema is the JSON Schema of sampled JSON request bodies ("":
+	// none sampled). An upsert with "" keeps the stored one.
+	BodySchema string
 }
 
 // DiscoveredCaller is one consumer seen calling an endpoint; an empty

@@ -19,8 +19,8 @@ func (s *Store) UpsertDiscovery(ctx context.Context, entries []store.DiscoveredE
 		b := &pgx.Batch{}
 		for _, e := range entries {
 			b.Queue(`INSERT INTO discovery_endpoints
-				(host, method, template, count, status_2xx, status_3xx, status_4xx, status_5xx, first_seen, last_seen)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+				(host, method, template, count, status_2xx, status_3xx, status_4xx, status_5xx, first_seen, last_seen, body_schema)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 				ON CONFLICT (host, method, template) DO UPDATE SET
 					count = discovery_endpoints.count + excluded.count,
 					status_2xx = discovery_endpoints.status_2xx + excluded.status_2xx,
@@ -28,9 +28,10 @@ func (s *Store) UpsertDiscovery(ctx context.Context, entries []store.DiscoveredE
 					status_4xx = discovery_endpoints.status_4xx + excluded.status_4xx,
 					status_5xx = discovery_endpoints.status_5xx + excluded.status_5xx,
 					first_seen = least(discovery_endpoints.first_seen, excluded.first_seen),
-					last_seen = greatest(discovery_endpoints.last_seen, excluded.last_seen)`,
+					last_seen = greatest(discovery_endpoints.last_seen, excluded.last_seen),
+					body_schema = CASE WHEN excluded.body_schema <> '' THEN excluded.body_schema ELSE discovery_endpoints.body_schema END`,
 				e.Host, e.Method, e.Template, e.Count, e.Status1xx2xx, e.Status3xx, e.Status4xx, e.Status5xx,
-				ts(e.FirstSeen), ts(e.LastSeen))
+				ts(e.FirstSeen), ts(e.LastSeen), e.BodySchema)
 			for _, c := range e.Callers {
 				b.Queue(`INSERT INTO discovery_callers
 					(host, method, template, consumer, partner, count, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -57,7 +58,7 @@ func (s *Store) ListDiscovery(ctx context.Context, f store.DiscoveryFilter) ([]s
 			since = ts(f.SeenSince)
 		}
 		rows, err := tx.Query(ctx, `SELECT host, method, template, count, status_2xx, status_3xx, status_4xx, status_5xx,
-			first_seen, last_seen FROM discovery_endpoints
+			first_seen, last_seen, body_schema FROM discovery_endpoints
 			WHERE ($1 = '' OR host = $1) AND last_seen >= $2
 			ORDER BY host, template, method`, f.Host, since)
 		if err != nil {
@@ -66,7 +67,7 @@ func (s *Store) ListDiscovery(ctx context.Context, f store.DiscoveryFilter) ([]s
 		index := map[[3]string]int{}
 		for rows.Next() {
 			var e store.DiscoveredEndpoint
-			if err := rows.Scan(&e.Host, &e.Method, &e.Template, &e.Count, &e.Status1xx2xx, &e.Status3xx, &e.Status4xx, &e.Status5xx, &e.FirstSeen, &e.LastSeen); err != nil {
+			if err := rows.Scan(&e.Host, &e.Method, &e.Template, &e.Count, &e.Status1xx2xx, &e.Status3xx, &e.Status4xx, &e.Status5xx, &e.FirstSeen, &e.LastSeen, &e.BodySchema); err != nil {
 				rows.Close()
 				return err
 			}

@@ -17,8 +17,8 @@ func (s *Store) UpsertDiscovery(ctx context.Context, entries []store.DiscoveredE
 	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
 		for _, e := range entries {
 			_, err := tx.ExecContext(ctx, `INSERT INTO discovery_endpoints
-				(host, method, template, count, status_2xx, status_3xx, status_4xx, status_5xx, first_seen, last_seen)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				(host, method, template, count, status_2xx, status_3xx, status_4xx, status_5xx, first_seen, last_seen, body_schema)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (host, method, template) DO UPDATE SET
 					count = count + excluded.count,
 					status_2xx = status_2xx + excluded.status_2xx,
@@ -26,9 +26,10 @@ func (s *Store) UpsertDiscovery(ctx context.Context, entries []store.DiscoveredE
 					status_4xx = status_4xx + excluded.status_4xx,
 					status_5xx = status_5xx + excluded.status_5xx,
 					first_seen = min(first_seen, excluded.first_seen),
-					last_seen = max(last_seen, excluded.last_seen)`,
+					last_seen = max(last_seen, excluded.last_seen),
+					body_schema = CASE WHEN excluded.body_schema <> '' THEN excluded.body_schema ELSE body_schema END`,
 				e.Host, e.Method, e.Template, e.Count, e.Status1xx2xx, e.Status3xx, e.Status4xx, e.Status5xx,
-				micros(e.FirstSeen), micros(e.LastSeen))
+				micros(e.FirstSeen), micros(e.LastSeen), e.BodySchema)
 			if err != nil {
 				return err
 			}
@@ -72,7 +73,7 @@ func (s *Store) listDiscovery(ctx context.Context, f store.DiscoveryFilter) ([]s
 		since = micros(f.SeenSince)
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT host, method, template, count, status_2xx, status_3xx, status_4xx, status_5xx,
-		first_seen, last_seen FROM discovery_endpoints
+		first_seen, last_seen, body_schema FROM discovery_endpoints
 		WHERE (? = '' OR host = ?) AND last_seen >= ?
 		ORDER BY host, template, method`, f.Host, f.Host, since)
 	if err != nil {
@@ -83,7 +84,7 @@ func (s *Store) listDiscovery(ctx context.Context, f store.DiscoveryFilter) ([]s
 	for rows.Next() {
 		var e store.DiscoveredEndpoint
 		var first, last int64
-		if err := rows.Scan(&e.Host, &e.Method, &e.Template, &e.Count, &e.Status1xx2xx, &e.Status3xx, &e.Status4xx, &e.Status5xx, &first, &last); err != nil {
+		if err := rows.Scan(&e.Host, &e.Method, &e.Template, &e.Count, &e.Status1xx2xx, &e.Status3xx, &e.Status4xx, &e.Status5xx, &first, &last, &e.BodySchema); err != nil {
 			rows.Close()
 			return nil, err
 		}

@@ -18,6 +18,7 @@ func RunDiscovery(t *testing.T, open func(t *testing.T) store.Store) {
 		{"concurrent upserts add up", testDiscoveryConcurrent},
 		{"canceled context", testDiscoveryCanceled},
 		{"purge", testDiscoveryPurge},
+		{"body schema", testDiscoveryBodySchema},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -202,5 +203,26 @@ func testDiscoveryPurge(t *testing.T, s store.Store) {
 		if e.Template == "/old" && (e.Count != 1 || len(e.Callers) != 1 || e.Callers[0].Count != 1) {
 			t.Errorf("re-added endpoint kept old counts: %+v", e)
 		}
+	}
+}
+
+// testDiscoveryBodySchema: a body schema is stored, and a later upsert
+// without one keeps it.
+func testDiscoveryBodySchema(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	e := disc("h", "POST", "/orders", 1, at(0), at(0))
+	e.BodySchema = `{"type":"object","properties":{"sku":{"type":"string"}}}`
+	mustNoErr(t, s.UpsertDiscovery(ctx, []store.DiscoveredEndpoint{e}), "upsert with schema")
+	mustNoErr(t, s.UpsertDiscovery(ctx, []store.DiscoveredEndpoint{disc("h", "POST", "/orders", 2, at(time.Minute), at(time.Minute))}), "upsert without")
+	got, err := s.ListDiscovery(ctx, store.DiscoveryFilter{})
+	mustNoErr(t, err, "list")
+	if len(got) != 1 || got[0].Count != 3 || got[0].BodySchema != e.BodySchema {
+		t.Fatalf("got %+v", got)
+	}
+	e.BodySchema = `{"type":"array"}`
+	mustNoErr(t, s.UpsertDiscovery(ctx, []store.DiscoveredEndpoint{e}), "upsert new schema")
+	got, _ = s.ListDiscovery(ctx, store.DiscoveryFilter{})
+	if got[0].BodySchema != `{"type":"array"}` {
+		t.Errorf("schema not replaced: %q", got[0].BodySchema)
 	}
 }

@@ -14,6 +14,7 @@ CREATE TABLE discovery_endpoints (
     status_5xx  bigint      NOT NULL,
     first_seen  timestamptz NOT NULL,
     last_seen   timestamptz NOT NULL,
+    body_schema text        NOT NULL DEFAULT '',
     PRIMARY KEY (host, method, template)
 );
 

@@ -14,6 +14,7 @@ CREATE TABLE discovery_endpoints (
     status_5xx  INTEGER NOT NULL,
     first_seen  INTEGER NOT NULL,
     last_seen   INTEGER NOT NULL,
+    body_schema TEXT    NOT NULL DEFAULT '',
     PRIMARY KEY (host, method, template)
 ) STRICT;
 

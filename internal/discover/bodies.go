@@ -1,0 +1,215 @@
+package discover
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// Request body sampling: for the learned OpenAPI, a few JSON request
+// bodies per endpoint are reduced to a schema (types, properties, array
+// items), merged across samples. Values are never kept, only their shape.
+
+// Bounds of body sampling.
+const (
+	MaxSampleBytes   = 16 << 10 // larger bodies are not sampled
+	maxSampledKeys   = 1000     // endpoints with a body schema
+	maxShapeProps    = 64       // properties kept per object
+	maxShapeDepth    = 6
+	sampleEvery      = 10 * time.Second // per endpoint
+	maxSamplesPerSec = 20               // across all endpoints
+)
+
+// BodySampler collects request body shapes per (host, method, template
+// shape). It is safe for concurrent use and bounded.
+type BodySampler struct {
+	mu     sync.Mutex
+	shapes map[sampleKey]*jsonShape
+	last   map[sampleKey]time.Time
+	second int64
+	taken  int
+}
+
+type sampleKey struct{ host, method, shape string }
+
+// NewBodySampler returns an empty sampler.
+func NewBodySampler() *BodySampler {
+	return &BodySampler{shapes: map[sampleKey]*jsonShape{}, last: map[sampleKey]time.Time{}}
+}
+
+func keyOf(host, method, path string) sampleKey {
+	return sampleKey{host: canonicalHost(host), method: methodToken(method), shape: Shape(Templatize(path))}
+}
+
+// canonicalHost lower-cases the host and drops a port, as the observer keys hosts.
+func canonicalHost(h string) string {
+	var buf [maxHostLen]byte
+	return string(hostKey(&buf, h))
+}
+
+// Want reports whether a body for this request should be sampled now, and
+// reserves the sample if so.
+func (b *BodySampler) Want(host, method, path string, now time.Time) bool {
+	k := keyOf(host, method, path)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if sec := now.Unix(); sec != b.second {
+		b.second, b.taken = sec, 0
+	}
+	if b.taken >= maxSamplesPerSec {
+		return false
+	}
+	if t, ok := b.last[k]; ok && now.Sub(t) < sampleEvery {
+		return false
+	}
+	if _, ok := b.shapes[k]; !ok && len(b.shapes) >= maxSampledKeys {
+		return false
+	}
+	b.last[k] = now
+	b.taken++
+	return true
+}
+
+// Offer merges one JSON body's shape; anything that is not JSON is ignored.
+func (b *BodySampler) Offer(host, method, path string, body []byte) {
+	if len(body) == 0 || len(body) > MaxSampleBytes {
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return
+	}
+	k := keyOf(host, method, path)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.shapes[k]
+	if s == nil {
+		if len(b.shapes) >= maxSampledKeys {
+			return
+		}
+		s = &jsonShape{}
+		b.shapes[k] = s
+	}
+	s.add(v, 0)
+}
+
+// Apply sets the body schema of every entry a sample was taken for.
+func (b *BodySampler) Apply(entries []store.DiscoveredEndpoint) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range entries {
+		e := &entries[i]
+		if s := b.shapes[sampleKey{e.Host, e.Method, Shape(e.Template)}]; s != nil {
+			if j, err := json.Marshal(s.schema()); err == nil {
+				e.BodySchema = string(j)
+			}
+		}
+	}
+}
+
+// jsonShape is the union of the values seen at one place of a document.
+type jsonShape struct {
+	types map[string]bool
+	props map[string]*jsonShape
+	items *jsonShape
+}
+
+func (s *jsonShape) add(v any, depth int) {
+	if s.types == nil {
+		s.types = map[string]bool{}
+	}
+	switch x := v.(type) {
+	case nil:
+		s.types["null"] = true
+	case bool:
+		s.types["boolean"] = true
+	case string:
+		s.types["string"] = true
+	case json.Number:
+		if _, err := x.Int64(); err == nil {
+			s.types["integer"] = true
+		} else {
+			s.types["number"] = true
+		}
+	case []any:
+		s.types["array"] = true
+		if depth >= maxShapeDepth {
+			return
+		}
+		if s.items == nil {
+			s.items = &jsonShape{}
+		}
+		for _, it := range x {
+			s.items.add(it, depth+1)
+		}
+	case map[string]any:
+		s.types["object"] = true
+		if depth >= maxShapeDepth {
+			return
+		}
+		if s.props == nil {
+			s.props = map[string]*jsonShape{}
+		}
+		for name, it := range x {
+			p := s.props[name]
+			if p == nil {
+				if len(s.props) >= maxShapeProps {
+					continue
+				}
+				p = &jsonShape{}
+				s.props[name] = p
+			}
+			p.add(it, depth+1)
+		}
+	}
+}
+
+// schema renders the shape as JSON Schema (OpenAPI 3.1).
+func (s *jsonShape) schema() map[string]any {
+	out := map[string]any{}
+	var types []string
+	for t := range s.types {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	if types = mergeNumber(types); len(types) == 1 {
+		out["type"] = types[0]
+	} else if len(types) > 1 {
+		out["type"] = types
+	}
+	if s.props != nil {
+		props := map[string]any{}
+		for name, p := range s.props {
+			props[name] = p.schema()
+		}
+		out["properties"] = props
+	}
+	if s.items != nil && s.items.types != nil {
+		out["items"] = s.items.schema()
+	}
+	return out
+}
+
+// mergeNumber folds integer into number when both were seen.
+func mergeNumber(types []string) []string {
+	hasNum := false
+	for _, t := range types {
+		hasNum = hasNum || t == "number"
+	}
+	if !hasNum {
+		return types
+	}
+	out := types[:0]
+	for _, t := range types {
+		if t != "integer" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
