@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,8 @@ type Tracker struct {
 	calls  *prometheus.CounterVec
 	alerts *prometheus.CounterVec
 
+	onAlert atomic.Pointer[func(c Caller, sunset time.Time, daysLeft int)]
+
 	mu       sync.Mutex
 	usage    map[Caller]*Usage
 	dropped  int64
@@ -92,6 +95,12 @@ func NewTracker(reg prometheus.Registerer, log *slog.Logger, o TrackerOptions) *
 		reg.MustRegister(t.calls, t.alerts)
 	}
 	return t
+}
+
+// SetOnAlert hands every sunset alert to fn as well (the alert manager),
+// in its own goroutine: alerts are rare and fn may write to the store.
+func (t *Tracker) SetOnAlert(fn func(c Caller, sunset time.Time, daysLeft int)) {
+	t.onAlert.Store(&fn)
 }
 
 // SetAlertWindow changes the alert window (config reload).
@@ -147,6 +156,9 @@ func (t *Tracker) Observe(c Caller, sunset, now time.Time) {
 		t.log.Warn("partner still calls a deprecated API version close to its sunset",
 			"alert", "sunset_approaching", "api", c.API, "version", c.Version, "partner", c.Partner,
 			"consumer", c.Consumer, "sunset", sunset.Format(time.RFC3339), "days_left", days)
+		if fn := t.onAlert.Load(); fn != nil {
+			go (*fn)(c, sunset, days)
+		}
 	}
 }
 

@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/detect"
+	"github.com/gatehouse/gatehouse/internal/govern"
 	"github.com/gatehouse/gatehouse/internal/limit"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
@@ -36,6 +38,13 @@ func (s *Server) startDetection(cfg *config.Config) {
 		}
 	}
 	s.alerts.Start(s.ctx)
+	// Partners still calling a version close to its sunset become alerts too.
+	s.gw.Deprecations().SetOnAlert(func(c govern.Caller, sunset time.Time, days int) {
+		s.alerts.Handle(detect.Finding{Detector: "sunset_approaching", Severity: "medium", Subject: "partner:" + c.Partner,
+			Summary:  fmt.Sprintf("partner %s still calls %s %s, %d days before its sunset", c.Partner, c.API, c.Version, days),
+			Evidence: map[string]any{"api": c.API, "version": c.Version, "consumer": c.Consumer, "sunset": sunset.Format(time.RFC3339), "days_left": days},
+			At:       time.Now()})
+	})
 	go en.Run(s.ctx)
 	s.gw.SetDetector(en)
 }

@@ -132,6 +132,10 @@ func TestDeprecationLifecycle(t *testing.T) {
 	if !strings.Contains(g.logs.String(), "alert=sunset_approaching") {
 		t.Error("the approaching sunset was not logged as an alert")
 	}
+	eventually(t, 5*time.Second, "the sunset alert in the alert list", func() bool {
+		_, body := g.adminJSON(t, http.MethodGet, "/v1/alerts", nil)
+		return strings.Contains(string(body), `sunset_approaching`) && strings.Contains(string(body), `partner:acme`)
+	})
 
 	// The sunset passes by config change: v1 is gone after the reload.
 	writeFileAtomic(t, filepath.Join(dir, "gatehouse.yaml"), base+lifecycleAPIs(up.URL(), time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)))
