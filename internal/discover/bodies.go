@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -27,11 +28,15 @@ const (
 // BodySampler collects request body shapes per (host, method, template
 // shape). It is safe for concurrent use and bounded.
 type BodySampler struct {
+	// second and tried bound the work per second: every Want past the
+	// first maxSamplesPerSec in a second returns at once, without
+	// templating the path or taking the lock.
+	second atomic.Int64
+	tried  atomic.Int32
+
 	mu     sync.Mutex
 	shapes map[sampleKey]*jsonShape
 	last   map[sampleKey]time.Time
-	second int64
-	taken  int
 }
 
 type sampleKey struct{ host, method, shape string }
@@ -54,15 +59,16 @@ func canonicalHost(h string) string {
 // Want reports whether a body for this request should be sampled now, and
 // reserves the sample if so.
 func (b *BodySampler) Want(host, method, path string, now time.Time) bool {
+	if sec := now.Unix(); b.second.Load() != sec {
+		b.second.Store(sec)
+		b.tried.Store(0)
+	}
+	if b.tried.Add(1) > maxSamplesPerSec {
+		return false
+	}
 	k := keyOf(host, method, path)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if sec := now.Unix(); sec != b.second {
-		b.second, b.taken = sec, 0
-	}
-	if b.taken >= maxSamplesPerSec {
-		return false
-	}
 	if t, ok := b.last[k]; ok && now.Sub(t) < sampleEvery {
 		return false
 	}
@@ -70,7 +76,6 @@ func (b *BodySampler) Want(host, method, path string, now time.Time) bool {
 		return false
 	}
 	b.last[k] = now
-	b.taken++
 	return true
 }
 

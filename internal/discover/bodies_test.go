@@ -83,3 +83,22 @@ func TestBodySamplerBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestBodySamplerCheapWhenBusy: past the per-second budget, Want neither
+// templates the path nor allocates.
+func TestBodySamplerCheapWhenBusy(t *testing.T) {
+	b := NewBodySampler()
+	now := time.Unix(1_800_000_000, 0)
+	for range maxSamplesPerSec {
+		b.Want("h", "POST", "/orders/1/lines", now)
+	}
+	if allocs := testing.AllocsPerRun(1000, func() { b.Want("h", "POST", "/orders/2/lines", now) }); allocs != 0 {
+		t.Errorf("Want allocates %v times per call once the budget is spent", allocs)
+	}
+	if b.Want("h", "POST", "/other/3", now) {
+		t.Error("a sample was granted past the per-second budget")
+	}
+	if !b.Want("h", "POST", "/other/3", now.Add(time.Second)) {
+		t.Error("the next second's budget was not granted")
+	}
+}
