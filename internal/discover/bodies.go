@@ -21,6 +21,7 @@ const (
 	maxSampledKeys   = 1000     // endpoints with a body schema
 	maxShapeProps    = 64       // properties kept per object
 	maxShapeDepth    = 6
+	maxShapeNodes    = 512 // nodes per endpoint's schema, across all samples
 	sampleEvery      = 10 * time.Second // per endpoint
 	maxSamplesPerSec = 20               // across all endpoints
 )
@@ -28,6 +29,7 @@ const (
 // BodySampler collects request body shapes per (host, method, template
 // shape). It is safe for concurrent use and bounded.
 type BodySampler struct {
+	nodes map[sampleKey]*int // shape nodes used per endpoint
 	// second and tried bound the work per second: every Want past the
 	// first maxSamplesPerSec in a second returns at once, without
 	// templating the path or taking the lock.
@@ -43,7 +45,7 @@ type sampleKey struct{ host, method, shape string }
 
 // NewBodySampler returns an empty sampler.
 func NewBodySampler() *BodySampler {
-	return &BodySampler{shapes: map[sampleKey]*jsonShape{}, last: map[sampleKey]time.Time{}}
+	return &BodySampler{shapes: map[sampleKey]*jsonShape{}, last: map[sampleKey]time.Time{}, nodes: map[sampleKey]*int{}}
 }
 
 func keyOf(host, method, path string) sampleKey {
@@ -100,8 +102,10 @@ func (b *BodySampler) Offer(host, method, path string, body []byte) {
 		}
 		s = &jsonShape{}
 		b.shapes[k] = s
+		n := maxShapeNodes
+		b.nodes[k] = &n
 	}
-	s.add(v, 0)
+	s.add(v, 0, b.nodes[k])
 }
 
 // Apply sets the body schema of every entry a sample was taken for.
@@ -125,7 +129,9 @@ type jsonShape struct {
 	items *jsonShape
 }
 
-func (s *jsonShape) add(v any, depth int) {
+// add merges v; budget bounds the nodes the whole schema may create, so
+// many samples cannot grow it without limit.
+func (s *jsonShape) add(v any, depth int, budget *int) {
 	if s.types == nil {
 		s.types = map[string]bool{}
 	}
@@ -148,10 +154,14 @@ func (s *jsonShape) add(v any, depth int) {
 			return
 		}
 		if s.items == nil {
+			if *budget <= 0 {
+				return
+			}
+			*budget--
 			s.items = &jsonShape{}
 		}
 		for _, it := range x {
-			s.items.add(it, depth+1)
+			s.items.add(it, depth+1, budget)
 		}
 	case map[string]any:
 		s.types["object"] = true
@@ -164,13 +174,14 @@ func (s *jsonShape) add(v any, depth int) {
 		for name, it := range x {
 			p := s.props[name]
 			if p == nil {
-				if len(s.props) >= maxShapeProps {
+				if len(s.props) >= maxShapeProps || *budget <= 0 {
 					continue
 				}
+				*budget--
 				p = &jsonShape{}
 				s.props[name] = p
 			}
-			p.add(it, depth+1)
+			p.add(it, depth+1, budget)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package discover
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,38 @@ func TestBodySamplerBounded(t *testing.T) {
 			t.Errorf("object keeps %d properties, bound %d", len(s.props), maxShapeProps)
 		}
 	}
+	// Many different deep samples into one endpoint stay within the node budget.
+	d := NewBodySampler()
+	for i := range 200 {
+		doc := map[string]any{}
+		cur := doc
+		for j := range 5 {
+			next := map[string]any{}
+			for k := range 30 {
+				next[fmt.Sprintf("k%d_%d_%d", i, j, k)] = k
+			}
+			cur[fmt.Sprintf("n%d", i)] = next
+			cur = next
+		}
+		body, _ := json.Marshal(doc)
+		d.Offer("h", "POST", "/deep", body)
+	}
+	var count func(s *jsonShape) int
+	count = func(s *jsonShape) int {
+		n := 1
+		for _, p := range s.props {
+			n += count(p)
+		}
+		if s.items != nil {
+			n += count(s.items)
+		}
+		return n
+	}
+	for _, s := range d.shapes {
+		if n := count(s); n > maxShapeNodes+1 {
+			t.Errorf("schema holds %d nodes, bound %d", n, maxShapeNodes+1)
+		}
+	}
 }
 
 // TestBodySamplerCheapWhenBusy: past the per-second budget, Want neither
@@ -101,4 +134,35 @@ func TestBodySamplerCheapWhenBusy(t *testing.T) {
 	if !b.Want("h", "POST", "/other/3", now.Add(time.Second)) {
 		t.Error("the next second's budget was not granted")
 	}
+}
+
+// FuzzBodySampler: any request body (untrusted) is either ignored or
+// reduced to a bounded, valid JSON Schema that carries no string value of
+// the body, and nothing panics.
+func FuzzBodySampler(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `[{"b":"x"},{"b":2}]`, `{"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}}`, `null`, `"str"`, `{"a":1e400}`, `{`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b := NewBodySampler()
+		now := time.Unix(1_800_000_000, 0)
+		if !b.Want("h", "POST", "/x", now) {
+			t.Fatal("first sample refused")
+		}
+		b.Offer("h", "POST", "/x", body)
+		e := []store.DiscoveredEndpoint{{Host: "h", Method: "POST", Template: "/x"}}
+		b.Apply(e)
+		if e[0].BodySchema == "" {
+			return
+		}
+		if !json.Valid([]byte(e[0].BodySchema)) || len(e[0].BodySchema) > 64<<10 {
+			t.Fatalf("schema %q", e[0].BodySchema)
+		}
+		var v any
+		if json.Unmarshal(body, &v) == nil {
+			if s, ok := v.(string); ok && len(s) > 8 && strings.Contains(e[0].BodySchema, s) {
+				t.Fatalf("a value reached the schema: %q", s)
+			}
+		}
+	})
 }

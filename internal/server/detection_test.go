@@ -161,3 +161,21 @@ func TestDetectionThrottle(t *testing.T) {
 		t.Errorf("throttled denials = %v, want 3", n)
 	}
 }
+
+// TestNewAdminEndpointsNeedToken: every admin endpoint this session added
+// refuses a missing or wrong token (and never answers 200 to one).
+func TestNewAdminEndpointsNeedToken(t *testing.T) {
+	t.Parallel()
+	up := newEchoUpstream(t, "orders")
+	g := startGateway(t, gwConfig{APIs: []apiConfig{ordersAPI(up.URL())}})
+	for _, ep := range []struct{ method, path string }{
+		{"GET", "/v1/alerts"}, {"POST", "/v1/alerts/al-x/ack"}, {"POST", "/v1/alerts/al-x/revert"},
+		{"GET", "/v1/deprecations"}, {"GET", "/v1/consumers/acme/quota"}, {"GET", "/v1/partners/acme/quota"}, {"GET", "/v1/audit"},
+	} {
+		for _, tok := range []string{"", "wrong-token-0123456789"} {
+			if resp, _ := g.adminDo(t, ep.method, ep.path, tok); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s %s with token %q: %d, want 401", ep.method, ep.path, tok, resp.StatusCode)
+			}
+		}
+	}
+}
