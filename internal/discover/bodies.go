@@ -21,7 +21,7 @@ const (
 	maxSampledKeys   = 1000     // endpoints with a body schema
 	maxShapeProps    = 64       // properties kept per object
 	maxShapeDepth    = 6
-	maxShapeNodes    = 512 // nodes per endpoint's schema, across all samples
+	maxShapeNodes    = 512              // nodes per endpoint's schema, across all samples
 	sampleEvery      = 10 * time.Second // per endpoint
 	maxSamplesPerSec = 20               // across all endpoints
 )
