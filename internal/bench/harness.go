@@ -1,5 +1,5 @@
 // Package bench compares Gatehouse with a bare httputil.ReverseProxy on the
-// same machine, upstream, transport and load, and reports the ratios the
+// same machine, upstream and load, and reports the ratios the
 // project's performance targets are stated in.
 //
 // One Run starts, as separate processes: a fast upstream, a bare reverse
@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -58,6 +59,12 @@ type Options struct {
 	Redis string
 	// NoAudit leaves out the audit-buffered and audit-durable targets.
 	NoAudit bool
+	// Only, when set, keeps just the pairs whose Gatehouse target name it
+	// matches (with their bare windows).
+	Only *regexp.Regexp
+	// ProfileDir, when set, has the main Gatehouse process write a CPU
+	// profile there (gatehouse.pprof) for the whole run.
+	ProfileDir string
 }
 
 func (o *Options) defaults() error {
@@ -269,8 +276,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				return nil, err
 			}
 		}
-		gp, _, err = startProc("gatehouse", filepath.Join(dir, "gatehouse.log"), gh,
-			[]string{"serve", "--config", cfgFile}, nil, false, 0)
+		args := []string{"serve", "--config", cfgFile}
+		if o.ProfileDir != "" {
+			args = append(args, "--cpuprofile", filepath.Join(o.ProfileDir, "gatehouse.pprof"))
+		}
+		gp, _, err = startProc("gatehouse", filepath.Join(dir, "gatehouse.log"), gh, args, nil, false, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -392,6 +402,18 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		b := bareHTTP
 		b.name = "bare-http+" + t.name
 		pairs = append(pairs, pairing{b, t})
+	}
+	if o.Only != nil {
+		kept := pairs[:0]
+		for _, p := range pairs {
+			if o.Only.MatchString(p.gh.name) {
+				kept = append(kept, p)
+			}
+		}
+		if len(kept) == 0 {
+			return nil, fmt.Errorf("-only %q matches no target", o.Only)
+		}
+		pairs = kept
 	}
 	rep = &Report{Settings: Settings{
 		LoadGen: loadgen, Connections: o.Connections, Threads: o.Threads, Rounds: o.Rounds,

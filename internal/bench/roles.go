@@ -143,10 +143,12 @@ func defaultLimits() config.Limits {
 	}
 }
 
-// NewBareProxy is the baseline: a plain httputil.ReverseProxy on the very
-// transport Gatehouse uses (gateway.NewTransport with Gatehouse's default
-// timeouts and pool size). Besides pointing the URL at the upstream it sets
-// X-Forwarded-*, as any real proxy (and Gatehouse) does.
+// NewBareProxy is the baseline: a plain httputil.ReverseProxy on net/http's
+// Transport with Gatehouse's default timeouts and pool size
+// (gateway.NewTransport, which is also Gatehouse's fallback for what its own
+// synchronous HTTP/1.1 pool, internal/h1, does not carry). Besides pointing
+// the URL at the upstream it sets X-Forwarded-*, as any real proxy (and
+// Gatehouse) does.
 //
 // It also gets a BufferPool. Without one, ReverseProxy allocates a fresh
 // 32 KiB copy buffer per response; Gatehouse pools them, and a baseline

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -18,6 +19,7 @@ import (
 func newServeCmd() *cobra.Command {
 	var cfgPath string
 	var watch bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gateway (data plane and admin listener)",
@@ -34,12 +36,40 @@ SIGINT or SIGTERM stops accepting connections and lets requests in flight finish
   kill -HUP $(pidof gatehouse)   # reload`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cpuProfile != "" {
+				stopProfile, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			return serve(cmd.Context(), cfgPath, watch)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "gatehouse.yaml", "config file or folder of *.yaml files")
 	cmd.Flags().BoolVar(&watch, "watch", true, "reload when config or spec files change")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile to this file until shutdown (performance work; the profile holds no request data)")
 	return cmd
+}
+
+// startCPUProfile profiles the whole process until the returned func runs.
+// A flag rather than a pprof endpoint: nothing extra listens, and only
+// whoever starts the process can turn it on.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			slog.Error("cpu profile", "error", err)
+		}
+	}, nil
 }
 
 func serve(parent context.Context, cfgPath string, watch bool) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/authz"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devcert"
+	"github.com/gatehouse/gatehouse/internal/h1"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/registry"
 	"github.com/gatehouse/gatehouse/internal/route"
@@ -37,7 +38,7 @@ type Runtime struct {
 	maxHeader int
 	maxBody   int64
 	cert      *tls.Certificate
-	transport *http.Transport
+	transport *h1.Transport
 	identity  *identitySet
 	// clientCertTLS is the listener config that requests client
 	// certificates, when any partner uses mTLS.

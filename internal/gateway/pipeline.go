@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/detect"
 	"github.com/gatehouse/gatehouse/internal/discover"
 	"github.com/gatehouse/gatehouse/internal/govern"
+	"github.com/gatehouse/gatehouse/internal/h1"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/oauth"
 	"github.com/gatehouse/gatehouse/internal/route"
@@ -46,7 +47,7 @@ type Gateway struct {
 	audit *auditHook // nil: no audit trail
 
 	mu         sync.Mutex
-	transports map[transportKey]*http.Transport
+	transports map[transportKey]*h1.Transport
 	series     map[string]*metrics.OperationSeries
 
 	observer observerRef // traffic discovery; nil pointer: off
@@ -58,7 +59,7 @@ func New(m *metrics.Metrics, log *slog.Logger) *Gateway {
 	g := &Gateway{
 		metrics:    m,
 		log:        log,
-		transports: map[transportKey]*http.Transport{},
+		transports: map[transportKey]*h1.Transport{},
 		series:     map[string]*metrics.OperationSeries{},
 		wafs:       waf.NewCache(),
 	}

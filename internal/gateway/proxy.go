@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/h1"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 )
 
@@ -25,10 +26,10 @@ type transportKey struct {
 	idlePerHost       int
 }
 
-// NewTransport returns the upstream transport Gatehouse uses: pooled
-// keep-alive connections sized for load, and a timeout on every phase.
-// The benchmark's bare proxy uses the same function, so both are compared
-// on equal terms.
+// NewTransport returns the net/http upstream transport: pooled keep-alive
+// connections sized for load, and a timeout on every phase. Gatehouse
+// falls back to it for what h1 does not carry (TLS upstreams, upgrades,
+// streamed bodies); the benchmark's bare proxy uses it for everything.
 func NewTransport(connectTimeout, responseTimeout time.Duration, idlePerHost int) *http.Transport {
 	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
@@ -46,14 +47,29 @@ func NewTransport(connectTimeout, responseTimeout time.Duration, idlePerHost int
 	}
 }
 
-func (g *Gateway) transportFor(l config.Limits) *http.Transport {
+// newUpstreamTransport is what the gateway sends upstream requests with:
+// h1's synchronous pool for plain-HTTP/1.1 upstreams, NewTransport for
+// everything else.
+func newUpstreamTransport(connectTimeout, responseTimeout time.Duration, idlePerHost int) *h1.Transport {
+	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	return &h1.Transport{
+		Dial:                   d.DialContext,
+		ResponseHeaderTimeout:  responseTimeout,
+		IdleConnTimeout:        90 * time.Second,
+		MaxIdlePerHost:         idlePerHost,
+		MaxResponseHeaderBytes: 1 << 20,
+		Fallback:               NewTransport(connectTimeout, responseTimeout, idlePerHost),
+	}
+}
+
+func (g *Gateway) transportFor(l config.Limits) *h1.Transport {
 	k := transportKey{l.UpstreamConnectTimeout.D(), l.UpstreamResponseTimeout.D(), l.UpstreamMaxIdlePerHost}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if t, ok := g.transports[k]; ok {
 		return t
 	}
-	t := NewTransport(k.connect, k.response, k.idlePerHost)
+	t := newUpstreamTransport(k.connect, k.response, k.idlePerHost)
 	g.transports[k] = t
 	return t
 }

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"regexp"
 	"syscall"
 	"time"
 
@@ -48,7 +49,18 @@ func main() {
 	}
 	flag.StringVar(&o.Redis, "redis", redisDefault, "Redis URL for the gatehouse-ratelimit-redis target (default $GATEHOUSE_BENCH_REDIS or $GATEHOUSE_TEST_REDIS; empty: left out)")
 	flag.BoolVar(&auditTargets, "audit", true, "also measure the audit trail in buffered and durable mode (own Gatehouse processes)")
+	var only string
+	flag.StringVar(&only, "only", "", "regexp: measure only the Gatehouse targets it matches (and their bare pairs)")
+	flag.StringVar(&o.ProfileDir, "profile", "", "directory for a CPU profile of the main Gatehouse process (gatehouse.pprof)")
 	flag.Parse()
+	if only != "" {
+		re, err := regexp.Compile(only)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gatehouse-bench: -only: %v\n", err)
+			os.Exit(2)
+		}
+		o.Only = re
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "gatehouse-bench: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
