@@ -108,7 +108,7 @@ func FuzzFastParamAgreesWithKin(f *testing.F) {
 	f.Fuzz(func(t *testing.T, val string) {
 		for _, v := range []*Request{get, byID} {
 			for i, p := range v.params {
-				fp := v.fast[i]
+				fp := v.fastP[i]
 				if fp == nil || !fp.accepts(val) {
 					continue
 				}

@@ -88,10 +88,13 @@ type Request struct {
 	opts   RequestOptions
 	route  *routers.Route
 	params []*openapi3.Parameter
-	fast   []*fastParam // per params[i]; nil entries need kin-openapi
+	fastP  []*fastParam // per params[i]; nil entries need kin-openapi
 	body   *openapi3.RequestBody
 	// strict shapes per request body schema, for mass-assignment checks.
-	shapes    map[*openapi3.Schema]*shape
+	shapes map[*openapi3.Schema]*shape
+	// fast per JSON body schema: the allocation-free pass that lets a
+	// conforming body skip kin-openapi (nil: a schema it cannot judge).
+	fast      map[*openapi3.Schema]*fastBody
 	kinOpts   *openapi3filter.Options
 	visitOpts []openapi3.SchemaValidationOption
 }
@@ -143,9 +146,9 @@ func NewRequest(d *Document, method, path string, o RequestOptions) (*Request, e
 			v.params = append(v.params, p.Value)
 		}
 	}
-	v.fast = make([]*fastParam, len(v.params))
+	v.fastP = make([]*fastParam, len(v.params))
 	for i, p := range v.params {
-		v.fast[i] = compileFastParam(p)
+		v.fastP[i] = compileFastParam(p)
 	}
 	if op.RequestBody != nil {
 		v.body = op.RequestBody.Value
@@ -156,6 +159,17 @@ func NewRequest(d *Document, method, path string, o RequestOptions) (*Request, e
 		for _, mt := range v.body.Content {
 			if mt != nil && mt.Schema != nil && mt.Schema.Value != nil {
 				v.shapes[mt.Schema.Value] = c.compile(mt.Schema.Value)
+			}
+		}
+	}
+	if v.body != nil {
+		v.fast = map[*openapi3.Schema]*fastBody{}
+		for media, mt := range v.body.Content {
+			if mt == nil || mt.Schema == nil || mt.Schema.Value == nil || !isJSON(media) {
+				continue
+			}
+			if fb := compileFastBody(mt.Schema.Value, v.shapes[mt.Schema.Value]); fb != nil {
+				v.fast[mt.Schema.Value] = fb
 			}
 		}
 	}
@@ -270,7 +284,7 @@ func (v *Request) checkParams(r *http.Request, pp Params, q url.Values, add func
 	var in *openapi3filter.RequestValidationInput
 	ctx := context.Background()
 	for i, p := range v.params {
-		if f := v.fast[i]; f != nil {
+		if f := v.fastP[i]; f != nil {
 			if val, ok := f.value(r, path, q); ok && f.accepts(val) {
 				continue
 			}
@@ -345,6 +359,9 @@ func (v *Request) checkBody(r *http.Request, data []byte, add func(string, strin
 		}
 	}
 	if mt.Schema == nil || mt.Schema.Value == nil {
+		return 0, ""
+	}
+	if fb := v.fast[mt.Schema.Value]; fb != nil && fb.valid(data) {
 		return 0, ""
 	}
 	val, err := decodeJSON(data)
