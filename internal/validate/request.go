@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -94,9 +95,11 @@ type Request struct {
 	shapes map[*openapi3.Schema]*shape
 	// fast per JSON body schema: the allocation-free pass that lets a
 	// conforming body skip kin-openapi (nil: a schema it cannot judge).
-	fast      map[*openapi3.Schema]*fastBody
-	kinOpts   *openapi3filter.Options
-	visitOpts []openapi3.SchemaValidationOption
+	fast map[*openapi3.Schema]*fastBody
+	// schema2020: the document is OpenAPI 3.1 (JSON Schema 2020-12).
+	schema2020 bool
+	kinOpts    *openapi3filter.Options
+	visitOpts  []openapi3.SchemaValidationOption
 }
 
 // maxViolations bounds the list returned to the client (and the work done
@@ -135,6 +138,14 @@ func NewRequest(d *Document, method, path string, o RequestOptions) (*Request, e
 			openapi3.WithStringFormatValidators(stringFormats),
 		},
 	}
+	if d.Doc.IsOpenAPI31OrLater() {
+		// A 3.1 document's schemas are JSON Schema 2020-12 (prefixItems,
+		// const, unevaluatedProperties, numeric exclusive bounds, no
+		// nullable): kin-openapi's 2020 validator, as its openapi3filter
+		// already uses for parameters.
+		v.visitOpts = append(v.visitOpts, openapi3.EnableJSONSchema2020())
+		v.schema2020 = true
+	}
 	// Operation parameters override path-item ones of the same in+name.
 	for _, p := range pi.Parameters {
 		if p.Value != nil && (op.Parameters == nil || op.Parameters.GetByInAndName(p.Value.In, p.Value.Name) == nil) {
@@ -162,7 +173,9 @@ func NewRequest(d *Document, method, path string, o RequestOptions) (*Request, e
 			}
 		}
 	}
-	if v.body != nil {
+	// The fast pass follows the 3.0 rules (nullable, boolean exclusive
+	// bounds); a 2020-12 document is left to kin-openapi.
+	if v.body != nil && !v.schema2020 {
 		v.fast = map[*openapi3.Schema]*fastBody{}
 		for media, mt := range v.body.Content {
 			if mt == nil || mt.Schema == nil || mt.Schema.Value == nil || !isJSON(media) {
@@ -372,6 +385,14 @@ func (v *Request) checkBody(r *http.Request, data []byte, add func(string, strin
 	if err := mt.Schema.Value.VisitJSON(val, v.visitOpts...); err != nil {
 		flatten(err, "/body", add)
 	}
+	if v.schema2020 {
+		// kin-openapi's 2020-12 validator does not refuse readOnly fields
+		// in requests; mass-assignment protection must not depend on the
+		// spec's OpenAPI version.
+		for _, p := range readOnlyFields(val, mt.Schema.Value, "/body", nil, 0) {
+			add(p, "is read-only")
+		}
+	}
 	if sh := v.shapes[mt.Schema.Value]; sh != nil {
 		unknown := unknownFields(val, sh, "/body", nil, maxViolations)
 		sort.Strings(unknown)
@@ -504,4 +525,42 @@ func schemaDetail(se *openapi3.SchemaError) string {
 		return "does not match the schema"
 	}
 	return "is invalid"
+}
+
+// readOnlyFields lists the pointers of properties of v that s (through
+// properties, items, additionalProperties and the allOf/anyOf/oneOf
+// branches) marks readOnly, at most maxViolations.
+func readOnlyFields(v any, s *openapi3.Schema, prefix string, out []string, depth int) []string {
+	if s == nil || len(out) >= maxViolations || depth > 64 {
+		return out
+	}
+	for _, refs := range []openapi3.SchemaRefs{s.AllOf, s.AnyOf, s.OneOf} {
+		for _, r := range refs {
+			if r != nil {
+				out = readOnlyFields(v, r.Value, prefix, out, depth+1)
+			}
+		}
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		for k, cv := range t {
+			p := prefix + "/" + escapePointer(k)
+			if r := s.Properties[k]; r != nil && r.Value != nil {
+				if r.Value.ReadOnly && cv != nil && !slices.Contains(out, p) {
+					out = append(out, p)
+					continue
+				}
+				out = readOnlyFields(cv, r.Value, p, out, depth+1)
+			} else if r := s.AdditionalProperties.Schema; r != nil {
+				out = readOnlyFields(cv, r.Value, p, out, depth+1)
+			}
+		}
+	case []any:
+		if s.Items != nil {
+			for i, cv := range t {
+				out = readOnlyFields(cv, s.Items.Value, prefix+"/"+itoa(i), out, depth+1)
+			}
+		}
+	}
+	return out
 }

@@ -206,7 +206,18 @@ func TestOpenAPI31Document(t *testing.T) {
 		`{"name":"a","tag":null}`:   0,
 		`{"name":"a","tag":"x"}`:    0,
 		`{"name":"a","tag":5}`:      400,
-		`{"name":"a","extra":true}`: 400,
+		`{"name":"a","other":true}`: 400,
+		// JSON Schema 2020-12 keywords, enforced for a 3.1 document.
+		`{"name":"a","point":[1,2]}`:     0,
+		`{"name":"a","point":[1,"x"]}`:   400,
+		`{"name":"a","point":[1,2,3]}`:   400,
+		`{"name":"a","kind":"widget"}`:   0,
+		`{"name":"a","kind":"gadget"}`:   400,
+		`{"name":"a","size":1}`:          0,
+		`{"name":"a","size":0}`:          400,
+		`{"name":"a","extra":{"a":"x"}}`: 0,
+		`{"name":"a","extra":{"b":"x"}}`: 400,
+		`{"name":"a","secret":"s"}`:      400,
 	} {
 		r := httptest.NewRequest("POST", "/things", strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
