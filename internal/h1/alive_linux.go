@@ -1,7 +1,6 @@
 package h1
 
 import (
-	"net"
 	"syscall"
 	"unsafe"
 )
@@ -10,18 +9,13 @@ import (
 // close from the upstream is pending and no unsolicited bytes wait on it.
 // One non-blocking peek; net/http learns the same from the reader
 // goroutine it keeps on every connection.
-func alive(nc net.Conn) bool {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return true
+func alive(rc syscall.RawConn) bool {
+	if rc == nil {
+		return true // not a socket (a test pipe)
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	ok = false
+	ok := false
 	var buf [1]byte
-	err = rc.Read(func(fd uintptr) bool {
+	err := rc.Read(func(fd uintptr) bool {
 		// MSG_DONTWAIT: never blocks, so the raw call is safe.
 		n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)

@@ -2,8 +2,8 @@
 
 package h1
 
-import "net"
+import "syscall"
 
 // alive cannot peek portably here; a connection the upstream closed is
 // found by the request that uses it, and idempotent requests are retried.
-func alive(net.Conn) bool { return true }
+func alive(syscall.RawConn) bool { return true }

@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -67,9 +68,11 @@ type Transport struct {
 // conn is one upstream connection. Only one request uses it at a time.
 type conn struct {
 	nc     net.Conn
+	raw    syscall.RawConn // for the liveness peek; nil if nc has none
 	lr     limitReader
 	br     *bufio.Reader
 	bw     *bufio.Writer
+	w      io.Writer // bw as Request.Write should see it (oneWrite)
 	host   string
 	idleAt time.Time
 	reused bool
@@ -185,7 +188,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request) (_
 	if t.ResponseHeaderTimeout > 0 {
 		_ = c.nc.SetDeadline(time.Now().Add(t.ResponseHeaderTimeout))
 	}
-	if err := req.Write(c.bw); err != nil {
+	if err := req.Write(c.w); err != nil {
 		stop()
 		return nil, false, err
 	}
@@ -230,6 +233,12 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request) (_
 	resp.Body = &body{rc: resp.Body, c: c, t: t, stop: stop, keep: keep}
 	return resp, true, nil
 }
+
+// oneWrite hides the *bufio.Writer from Request.Write, which otherwise
+// flushes the header on its own before any body it does not know to be in
+// memory: two writes and two packets where one does. A body here is small
+// and of known length (MaxSyncBody), so nothing waits on the header alone.
+type oneWrite struct{ *bufio.Writer }
 
 var errServerClosed = errors.New("h1: upstream closed the connection before answering")
 
@@ -306,7 +315,7 @@ func (t *Transport) getConn(ctx context.Context, host string) (*conn, error) {
 		if c == nil {
 			break
 		}
-		if alive(c.nc) {
+		if alive(c.raw) {
 			c.reused = true
 			return c, nil
 		}
@@ -321,9 +330,13 @@ func (t *Transport) getConn(ctx context.Context, host string) (*conn, error) {
 		return nil, err
 	}
 	c := &conn{nc: nc, host: host}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
 	c.lr.nc = nc
 	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
 	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	c.w = oneWrite{c.bw}
 	return c, nil
 }
 
@@ -418,6 +431,9 @@ func (t *Transport) Idle() int {
 
 // canonicalAddr is host:port for the request's URL, port 80 by default.
 func canonicalAddr(req *http.Request) string {
+	if req.URL.Port() != "" {
+		return req.URL.Host // already host:port (IPv6 in brackets)
+	}
 	host, port := req.URL.Hostname(), req.URL.Port()
 	if port == "" {
 		port = "80"
