@@ -134,28 +134,7 @@ func BenchmarkProxyListener(b *testing.B) {
 			srv := gateway.NewServer(h, defaultLimits())
 			go func() { _ = srv.Serve(ln) }()
 			defer srv.Close()
-			tr := &http.Transport{MaxIdleConnsPerHost: 32, MaxConnsPerHost: 32, DisableCompression: true}
-			defer tr.CloseIdleConnections()
-			target := "http://" + ln.Addr().String() + benchPath
-			b.ReportAllocs()
-			b.SetParallelism(16) // 16 × GOMAXPROCS(2) = 32 client goroutines
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				req, _ := http.NewRequest(http.MethodGet, target, nil)
-				for pb.Next() {
-					resp, err := tr.RoundTrip(req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-				}
-			})
+			getInParallel(b, "http://"+ln.Addr().String()+benchPath, "", "")
 		})
 	}
 }
@@ -231,4 +210,33 @@ func BenchmarkRateLimitServeHTTP(b *testing.B) {
 			})
 		})
 	}
+}
+
+// getInParallel GETs url (with header hdr: val, if any) from 32 keep-alive
+// client goroutines for the benchmark's b.N requests; each must be a 200.
+func getInParallel(b *testing.B, url, hdr, val string) {
+	tr := &http.Transport{MaxIdleConnsPerHost: 32, MaxConnsPerHost: 32, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	b.ReportAllocs()
+	b.SetParallelism(16) // 16 × GOMAXPROCS(2) = 32 client goroutines
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if hdr != "" {
+			req.Header.Set(hdr, val)
+		}
+		for pb.Next() {
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
 }

@@ -2,9 +2,7 @@ package bench
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -70,30 +68,6 @@ func BenchmarkServeTargets(b *testing.B) {
 		{"jwt", jwtBasePath + benchOpPath, "Authorization", "Bearer " + tok},
 		{"ratelimit", rateLimitBasePath + benchOpPath, "", ""},
 	} {
-		b.Run(tc.name, func(b *testing.B) {
-			tr := &http.Transport{MaxIdleConnsPerHost: 32, MaxConnsPerHost: 32, DisableCompression: true}
-			defer tr.CloseIdleConnections()
-			b.ReportAllocs()
-			b.SetParallelism(16)
-			b.RunParallel(func(pb *testing.PB) {
-				req, _ := http.NewRequest(http.MethodGet, base+tc.path, nil)
-				if tc.hdr != "" {
-					req.Header.Set(tc.hdr, tc.val)
-				}
-				for pb.Next() {
-					resp, err := tr.RoundTrip(req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-				}
-			})
-		})
+		b.Run(tc.name, func(b *testing.B) { getInParallel(b, base+tc.path, tc.hdr, tc.val) })
 	}
 }

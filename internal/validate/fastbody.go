@@ -96,6 +96,29 @@ func compileFastBody(s *openapi3.Schema, sh *shape) *fastBody {
 	return &fastBody{root: n, shape: sh}
 }
 
+var kinds = map[string]uint8{
+	openapi3.TypeNull: kNull, openapi3.TypeBoolean: kBool, openapi3.TypeInteger: kInteger,
+	openapi3.TypeNumber: kNumber, openapi3.TypeString: kString, openapi3.TypeArray: kArray,
+	openapi3.TypeObject: kObject,
+}
+
+// fail marks the schema as one the fast pass cannot judge.
+func (c *fastCompiler) fail() *fnode {
+	c.unsupported = true
+	return nil
+}
+
+// bound converts an optional maximum; -1 is none.
+func bound(p *uint64) (int64, bool) {
+	switch {
+	case p == nil:
+		return -1, true
+	case *p > math.MaxInt64:
+		return 0, false
+	}
+	return int64(*p), true
+}
+
 type fastCompiler struct {
 	memo        map[*openapi3.Schema]*fnode
 	unsupported bool
@@ -103,8 +126,7 @@ type fastCompiler struct {
 
 func (c *fastCompiler) compile(s *openapi3.Schema) *fnode {
 	if s == nil {
-		c.unsupported = true
-		return nil
+		return c.fail()
 	}
 	if n, ok := c.memo[s]; ok {
 		return n // a $ref cycle: checked in full, stricter than kin-openapi
@@ -117,34 +139,26 @@ func (c *fastCompiler) compile(s *openapi3.Schema) *fnode {
 		s.If != nil || s.Then != nil || s.Else != nil || len(s.DependentRequired) > 0 || s.Always != nil ||
 		s.ContentSchema != nil || s.ContentMediaType != "" || s.ContentEncoding != "" || s.DynamicRef != "" ||
 		len(s.Required) > 64 {
-		c.unsupported = true
-		return nil
+		return c.fail()
 	}
-	n := &fnode{types: kAll, nullable: s.Nullable, maxLen: -1, maxItems: -1, maxProps: -1, minLen: s.MinLength,
-		minItems: s.MinItems, minProps: s.MinProps, required: s.Required}
+	n := &fnode{types: kAll, nullable: s.Nullable, minLen: s.MinLength, minItems: s.MinItems, minProps: s.MinProps,
+		required: s.Required}
 	c.memo[s] = n
+	var ok1, ok2, ok3 bool
+	n.maxLen, ok1 = bound(s.MaxLength)
+	n.maxItems, ok2 = bound(s.MaxItems)
+	n.maxProps, ok3 = bound(s.MaxProps)
+	if !ok1 || !ok2 || !ok3 {
+		return c.fail()
+	}
 	if s.Type != nil {
 		n.types = 0
 		for _, t := range *s.Type {
-			switch t {
-			case openapi3.TypeNull:
-				n.types |= kNull
-			case openapi3.TypeBoolean:
-				n.types |= kBool
-			case openapi3.TypeInteger:
-				n.types |= kInteger
-			case openapi3.TypeNumber:
-				n.types |= kNumber
-			case openapi3.TypeString:
-				n.types |= kString
-			case openapi3.TypeArray:
-				n.types |= kArray
-			case openapi3.TypeObject:
-				n.types |= kObject
-			default:
-				c.unsupported = true
-				return nil
+			k, ok := kinds[t]
+			if !ok {
+				return c.fail()
 			}
+			n.types |= k
 		}
 	}
 	if len(s.Enum) > 0 {
@@ -163,29 +177,19 @@ func (c *fastCompiler) compile(s *openapi3.Schema) *fnode {
 			case int64:
 				n.numEnum = append(n.numEnum, float64(v))
 			default:
-				c.unsupported = true
-				return nil
+				return c.fail()
 			}
 		}
-	}
-	if s.MaxLength != nil {
-		if *s.MaxLength > math.MaxInt64 {
-			c.unsupported = true
-			return nil
-		}
-		n.maxLen = int64(*s.MaxLength)
 	}
 	if s.Pattern != "" {
 		// kin-openapi rewrites \u escapes before compiling; leave those
 		// patterns to it rather than risk reading one differently.
 		if strings.Contains(s.Pattern, `\u`) {
-			c.unsupported = true
-			return nil
+			return c.fail()
 		}
 		re, err := regexp.Compile(s.Pattern)
 		if err != nil {
-			c.unsupported = true
-			return nil
+			return c.fail()
 		}
 		n.pattern = re
 	}
@@ -207,8 +211,7 @@ func (c *fastCompiler) compile(s *openapi3.Schema) *fnode {
 		case "double":
 		default:
 			if n.types&(kInteger|kNumber) != 0 {
-				c.unsupported = true
-				return nil
+				return c.fail()
 			}
 		}
 	}
@@ -235,13 +238,6 @@ func (c *fastCompiler) compile(s *openapi3.Schema) *fnode {
 	} else if b.Bool != nil && *b.Bool {
 		n.exMax = true
 	}
-	if s.MaxItems != nil {
-		if *s.MaxItems > math.MaxInt64 {
-			c.unsupported = true
-			return nil
-		}
-		n.maxItems = int64(*s.MaxItems)
-	}
 	if s.Items != nil {
 		if n.items = c.compile(s.Items.Value); n.items == nil {
 			return nil
@@ -251,8 +247,7 @@ func (c *fastCompiler) compile(s *openapi3.Schema) *fnode {
 		n.props = make(map[string]fprop, len(s.Properties))
 		for name, ref := range s.Properties {
 			if ref == nil || ref.Value == nil {
-				c.unsupported = true
-				return nil
+				return c.fail()
 			}
 			p := c.compile(ref.Value)
 			if p == nil {
@@ -274,17 +269,9 @@ func (c *fastCompiler) compile(s *openapi3.Schema) *fnode {
 	case ap.Has != nil && !*ap.Has:
 		n.addl = addlNone
 	}
-	if s.MaxProps != nil {
-		if *s.MaxProps > math.MaxInt64 {
-			c.unsupported = true
-			return nil
-		}
-		n.maxProps = int64(*s.MaxProps)
-	}
 	for _, ref := range s.AllOf {
 		if ref == nil {
-			c.unsupported = true
-			return nil
+			return c.fail()
 		}
 		sub := c.compile(ref.Value)
 		if sub == nil {
