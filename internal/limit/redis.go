@@ -37,6 +37,7 @@ type Redis struct {
 	client  redis.Scripter
 	prefix  string
 	timeout time.Duration
+	batch   *batcher // nil: a client that cannot pipeline
 }
 
 var _ MultiLimiter = (*Redis)(nil)
@@ -102,7 +103,11 @@ func NewRedis(client redis.Scripter, prefix string, opts RedisOptions) (*Redis, 
 	if timeout <= 0 {
 		timeout = DefaultRedisTimeout
 	}
-	return &Redis{script: gcraScript, client: client, prefix: prefix, timeout: timeout}, nil
+	r := &Redis{script: gcraScript, client: client, prefix: prefix, timeout: timeout}
+	if p, ok := client.(interface{ Pipeline() redis.Pipeliner }); ok {
+		r.batch = &batcher{r: r, pipe: p.Pipeline}
+	}
+	return r, nil
 }
 
 func checkContextTimeout(client redis.Scripter) error {
@@ -171,9 +176,19 @@ func (r *Redis) allowMulti(ctx context.Context, checks []Check, results []Result
 		keys[i] = r.prefix + c.Key
 		args = append(args, strconv.FormatInt(g.interval, 10), strconv.FormatInt(g.capacity, 10))
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	out, err := r.script.Run(ctx, r.client, keys, args...).Int64Slice()
+	var out []int64
+	if r.batch != nil {
+		c := callPool.Get().(*call)
+		c.keys, c.args = keys, args
+		r.batch.run(c)
+		out, err = c.out, c.err
+		*c = call{done: c.done}
+		callPool.Put(c)
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+		out, err = r.script.Run(ctx, r.client, keys, args...).Int64Slice()
+	}
 	if err != nil {
 		return false, 0, fmt.Errorf("redis rate limit: %w", err)
 	}

@@ -220,6 +220,59 @@ func TestRedisMultiSameKeyTwice(t *testing.T) {
 	}
 }
 
+// TestRedisDecisionsShareAPipeline: decisions that arrive while a pipeline
+// is in flight go out together in the next one, and each gets its own
+// exact answer.
+func TestRedisDecisionsShareAPipeline(t *testing.T) {
+	r, _, _ := newTestRedis(t)
+	b := r.batch
+	if b == nil {
+		t.Fatal("a go-redis client got no batcher")
+	}
+	b.mu.Lock()
+	b.busy = true // as if a pipeline were in flight
+	b.mu.Unlock()
+	rule := Rule{Rate: 1, Period: time.Hour, Burst: 4}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			res, err := r.Allow(ctx, "together", rule)
+			if err != nil {
+				t.Error(err)
+			} else if res.Allowed {
+				admitted.Add(1)
+			}
+		})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		n := len(b.pending)
+		if n == 10 {
+			// The in-flight pipeline ends: the lead passes to a waiter.
+			next := b.pending[0]
+			next.lead = true
+			next.done <- struct{}{}
+		}
+		b.mu.Unlock()
+		if n == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d decisions queued", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	if p, d := b.pipelines.Load(), b.decisions.Load(); p != 1 || d != 10 {
+		t.Errorf("%d pipelines for %d decisions, want 1 for 10", p, d)
+	}
+	if got := admitted.Load(); got != 4 {
+		t.Errorf("admitted %d of 10, want the burst 4", got)
+	}
+}
+
 // TestRedisScriptNotCached: with a script Redis has never seen, the first
 // call falls back from EVALSHA to EVAL (NOSCRIPT), and later calls find it
 // cached.
