@@ -59,10 +59,11 @@ type Transport struct {
 	// Expect: 100-continue, request bodies of unknown or large size.
 	Fallback http.RoundTripper
 
-	mu     sync.Mutex
-	idle   map[string][]*conn // per host, most recently used last
-	nidle  int
-	closed bool
+	mu       sync.Mutex
+	idle     map[string][]*conn // per host, most recently used last
+	nidle    int
+	closed   bool
+	sweeping bool // a sweep is scheduled (while anything is pooled)
 }
 
 // conn is one upstream connection. Only one request uses it at a time.
@@ -403,7 +404,37 @@ func (t *Transport) putConn(c *conn) {
 	}
 	t.idle[c.host] = append(list, c)
 	t.nidle++
+	if !t.sweeping {
+		// Idle connections of a transport nobody uses any more (a reload
+		// changed the timeouts) must still close: a timer, armed only
+		// while the pool holds something, no goroutine of its own.
+		t.sweeping = true
+		time.AfterFunc(t.idleTimeout(), t.sweep)
+	}
 	t.mu.Unlock()
+}
+
+// sweep closes the connections idle longer than the idle timeout.
+func (t *Transport) sweep() {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for host, list := range t.idle {
+		expired := 0
+		for expired < len(list) && now.Sub(list[expired].idleAt) >= t.idleTimeout() {
+			list[expired].nc.Close()
+			expired++
+		}
+		if expired > 0 {
+			t.idle[host] = append(list[:0], list[expired:]...)
+			t.nidle -= expired
+		}
+	}
+	if t.nidle > 0 && !t.closed {
+		time.AfterFunc(t.idleTimeout(), t.sweep)
+		return
+	}
+	t.sweeping = false
 }
 
 // CloseIdleConnections closes every pooled connection, and the fallback's.

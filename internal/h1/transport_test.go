@@ -521,6 +521,37 @@ func TestConcurrentUseStaysBounded(t *testing.T) {
 	}
 }
 
+// Idle connections close after IdleConnTimeout even if the transport is
+// never used again (the reload case), without a request to find them.
+func TestIdleConnectionsExpireUnattended(t *testing.T) {
+	var closed atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("x")) }))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	tr, _ := newTransport()
+	tr.IdleConnTimeout = 50 * time.Millisecond
+	do(t, tr, "GET", srv.URL, "")
+	if tr.Idle() != 1 {
+		t.Fatalf("%d pooled after one request, want 1", tr.Idle())
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for tr.Idle() != 0 || closed.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 3s: %d still pooled, %d closed at the server", tr.Idle(), closed.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// And the pool works again afterwards.
+	if _, body := do(t, tr, "GET", srv.URL, ""); body != "x" {
+		t.Fatalf("body %q", body)
+	}
+}
+
 // FuzzUpstreamResponse feeds arbitrary bytes as an upstream's answer: the
 // transport returns an error or a response whose body ends, never panics
 // or hangs, and never pools a connection with bytes left on it.
