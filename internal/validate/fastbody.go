@@ -455,18 +455,12 @@ func (n *fnode) checkObject(data []byte, i int) (int, bool) {
 	var seen uint64 // bit k: required[k] present
 	if data[i] != '}' {
 		for {
-			kend, escaped, err := scanString(data, i)
-			if err != nil {
+			key, vstart, ok := readKey(data, i)
+			if !ok {
 				return 0, false
 			}
-			key := data[i+1 : kend-1]
-			if escaped {
-				key = unescapeKey(data[i:kend])
-			}
-			i = skipWS(data, kend)
-			i = skipWS(data, i+1) // ':'
+			i = vstart
 			var end int
-			var ok bool
 			if p, found := n.props[string(key)]; found {
 				if p.readOnly {
 					return 0, false
@@ -525,20 +519,15 @@ func shapeCheck(data []byte, i int, s *shape) (int, bool) {
 			return i + 1, true
 		}
 		for {
-			kend, escaped, err := scanString(data, i)
-			if err != nil {
+			key, vstart, ok := readKey(data, i)
+			if !ok {
 				return 0, false
-			}
-			key := data[i+1 : kend-1]
-			if escaped {
-				key = unescapeKey(data[i:kend])
 			}
 			c, ok := s.child(key)
 			if !ok {
 				return 0, false
 			}
-			i = skipWS(data, kend)
-			i = skipWS(data, i+1)
+			i = vstart
 			end, ok := shapeCheck(data, i, c)
 			if !ok {
 				return 0, false
@@ -568,6 +557,20 @@ func shapeCheck(data []byte, i int, s *shape) (int, bool) {
 	default:
 		return skipValue(data, i)
 	}
+}
+
+// readKey reads the object key at data[i] (unescaped) and returns where
+// its value starts.
+func readKey(data []byte, i int) (key []byte, value int, ok bool) {
+	kend, escaped, err := scanString(data, i)
+	if err != nil {
+		return nil, 0, false
+	}
+	key = data[i+1 : kend-1]
+	if escaped {
+		key = unescapeKey(data[i:kend])
+	}
+	return key, skipWS(data, skipWS(data, kend)+1), true
 }
 
 // skipValue steps over a well-formed value.
